@@ -1,0 +1,429 @@
+package log
+
+import (
+	"fmt"
+	"time"
+)
+
+// EventType identifies the envelope transition an event records. The
+// numbers are part of the on-disk format: they are never reused or
+// renumbered, and new types are appended at the end.
+type EventType uint16
+
+// The event catalogue. docs/eventlog.md describes every field.
+const (
+	TypeTxnReceived     EventType = 1
+	TypeRcptResolved    EventType = 2
+	TypeAttemptStarted  EventType = 3
+	TypeAttemptFinished EventType = 4
+	TypeRcptDeferred    EventType = 5
+	TypeRcptDelivered   EventType = 6
+	TypeRcptFailed      EventType = 7
+	TypeRcptExpired     EventType = 8
+	TypeDelayNotified   EventType = 9
+	TypeDSNQueued       EventType = 10
+	TypeContentReleased EventType = 11
+	TypeHold            EventType = 12
+	TypeRelease         EventType = 13
+	TypeDelete          EventType = 14
+	TypeRequeue         EventType = 15
+	TypeRedirect        EventType = 16
+)
+
+var eventTypeNames = [...]string{
+	TypeTxnReceived:     "TxnReceived",
+	TypeRcptResolved:    "RcptResolved",
+	TypeAttemptStarted:  "AttemptStarted",
+	TypeAttemptFinished: "AttemptFinished",
+	TypeRcptDeferred:    "RcptDeferred",
+	TypeRcptDelivered:   "RcptDelivered",
+	TypeRcptFailed:      "RcptFailed",
+	TypeRcptExpired:     "RcptExpired",
+	TypeDelayNotified:   "DelayNotified",
+	TypeDSNQueued:       "DSNQueued",
+	TypeContentReleased: "ContentReleased",
+	TypeHold:            "Hold",
+	TypeRelease:         "Release",
+	TypeDelete:          "Delete",
+	TypeRequeue:         "Requeue",
+	TypeRedirect:        "Redirect",
+}
+
+// String returns the catalogue name of t, for example "RcptDeferred".
+func (t EventType) String() string {
+	if int(t) < len(eventTypeNames) && eventTypeNames[t] != "" {
+		return eventTypeNames[t]
+	}
+	return fmt.Sprintf("EventType(%d)", uint16(t))
+}
+
+// ParseEventType returns the type whose catalogue name is name, ignoring
+// case.
+func ParseEventType(name string) (EventType, error) {
+	for t, n := range eventTypeNames {
+		if n != "" && equalFold(n, name) {
+			return EventType(t), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown event type %q", name)
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
+// NoRcpt is the recipient index of an event that concerns a whole
+// transaction rather than one of its recipients.
+const NoRcpt int32 = -1
+
+// Event is one envelope transition. Seq and Time are assigned by the log
+// when the event is appended; the appender fills in the ids and the payload.
+type Event struct {
+	// Seq is the event's position in the log: monotonic and gapless,
+	// starting at 1.
+	Seq uint64
+	// Time is when the transition happened.
+	Time time.Time
+	// Txn is the SMTP server transaction id (ss_ta) of the message the
+	// event concerns. A DSN is a message of its own with its own ss_ta.
+	Txn string
+	// Rcpt is the index of the recipient within Txn that the event
+	// concerns, or NoRcpt when it concerns the whole transaction.
+	// Recipients named at RCPT are numbered from 0 in the order they were
+	// accepted; recipients created by alias expansion get the next free
+	// indexes (see RcptResolved).
+	Rcpt int32
+	// Payload is the typed body; its Type names the event.
+	Payload Payload
+}
+
+// Type returns the type of e's payload.
+func (e Event) Type() EventType { return e.Payload.EventType() }
+
+// Payload is the typed body of an event.
+type Payload interface {
+	// EventType names the transition the payload records.
+	EventType() EventType
+}
+
+// Notify is the set of RFC 3461 NOTIFY conditions of a recipient. The zero
+// value means NOTIFY was not given, which is treated as FAILURE,DELAY.
+type Notify uint8
+
+// NOTIFY conditions.
+const (
+	NotifyNever   Notify = 1 << iota // NOTIFY=NEVER
+	NotifySuccess                    // NOTIFY=SUCCESS
+	NotifyFailure                    // NOTIFY=FAILURE
+	NotifyDelay                      // NOTIFY=DELAY
+)
+
+// Recipient is a recipient as the client gave it at RCPT, with its DSN
+// parameters.
+type Recipient struct {
+	// Addr is the address without angle brackets.
+	Addr string
+	// ORCPT is the RFC 3461 original recipient, "addr-type;xtext-decoded
+	// address", or empty.
+	ORCPT string
+	// Notify is the NOTIFY parameter.
+	Notify Notify
+}
+
+// TLSInfo describes a TLS session, as the Received: header and the mail log
+// print it.
+type TLSInfo struct {
+	Version string // for example "TLSv1.3"
+	Cipher  string // cipher suite name
+	Bits    int    // effective key length of the symmetric cipher
+	// Verify is the seed's verification result: OK, NO, NOT or FAIL.
+	Verify      string
+	PeerSubject string // DN of the presented certificate, if any
+	PeerIssuer  string // DN of its issuer, if any
+}
+
+// AuthInfo describes a successful SMTP AUTH.
+type AuthInfo struct {
+	Mechanism string // for example "PLAIN"
+	User      string // the authentication identity
+}
+
+// TxnReceived records a transaction the SMTP server accepted: the body is in
+// the content store and the reply to the final dot is 250 once this event is
+// durable. It carries everything a later bounce or audit needs.
+type TxnReceived struct {
+	Session  string      // ss_sess
+	Listener string      // name of the smtps section that accepted it
+	Sender   string      // MAIL address without brackets; "" is the null sender
+	Rcpts    []Recipient // index i is recipient i
+	RET      string      // RFC 3461 RET: "FULL", "HDRS" or ""
+	ENVID    string      // RFC 3461 ENVID, xtext-decoded
+	Size     int64       // SIZE= parameter of MAIL, 0 when not given
+	Body     string      // BODY= parameter: "7BIT", "8BITMIME", "BINARYMIME" or ""
+	SMTPUTF8 bool        // SMTPUTF8 parameter of MAIL
+
+	ClientIP      string // client address
+	ClientPort    int    // client port
+	ClientName    string // verified client host name, if looked up
+	ClientResolve string // cltresolve result: ok, no, tempptr, tempa, or ""
+	HELO          string // EHLO/HELO argument
+	Protocol      string // ESMTP, ESMTPS, ESMTPA, ESMTPSA, SMTP, LMTP
+	TLS           *TLSInfo
+	Auth          *AuthInfo
+
+	MessageID   string    // Message-ID header field, if any
+	Hops        int       // number of Received: header fields
+	Content     string    // content store reference of the body
+	ContentSize int64     // bytes stored, including the added Received: header
+	ReceivedAt  time.Time // when the final dot was received
+
+	// DSNOf is the ss_ta of the message this one reports on when the
+	// message is a DSN generated by QMGR; empty otherwise.
+	DSNOf string
+}
+
+// EventType implements Payload.
+func (*TxnReceived) EventType() EventType { return TypeTxnReceived }
+
+// Mailer names a delivery agent.
+const (
+	MailerESMTP = "esmtp"
+	MailerLMTP  = "lmtp"
+)
+
+// NextHop is one destination host for a recipient, in the order it is to be
+// tried.
+type NextHop struct {
+	Host       string   // host name, or the address of a [IPv4] literal
+	Preference int      // MX preference; 0 for mailertable hosts and implicit MX
+	Addrs      []string // IP addresses in the order they are to be tried
+}
+
+// ExpandedRcpt is a recipient created by alias expansion.
+type ExpandedRcpt struct {
+	Rcpt  int32  // the new recipient index within the transaction
+	Addr  string // the address, without brackets
+	ORCPT string // original recipient carried over for DSNs
+	// Notify is the NOTIFY inherited from the expanded recipient.
+	Notify Notify
+}
+
+// RcptResolved records where a recipient goes: either a delivery agent with
+// its next hops, or an expansion into new recipients.
+type RcptResolved struct {
+	Mailer string // MailerESMTP or MailerLMTP; empty for an expansion
+	Port   int    // destination port; 0 means the default of the mailer
+	// Socket is the LMTP unix socket when the mailertable said "lmtp:" alone.
+	Socket string
+	Hops   []NextHop
+	// Expansion lists the recipients an alias expanded into. The expanded
+	// recipient itself needs no delivery; it is finished once every
+	// recipient in Expansion is.
+	Expansion []ExpandedRcpt
+	// Owner is the envelope sender for the expansion when the alias is a
+	// list with an owner-LIST entry; empty keeps the original sender.
+	Owner string
+	// Destination is the key the scheduler groups and throttles by, for
+	// example "esmtp:[192.0.2.1]:25" or "lmtp:/var/spool/smx/lmtpsock".
+	Destination string
+}
+
+// EventType implements Payload.
+func (*RcptResolved) EventType() EventType { return TypeRcptResolved }
+
+// AttemptStarted records that a delivery agent started a delivery
+// transaction for some recipients of one message. Event.Rcpt is NoRcpt.
+type AttemptStarted struct {
+	DASession string  // da_sess
+	DATxn     string  // da_ta
+	Rcpts     []int32 // recipient indexes in this delivery transaction
+	Mailer    string
+	Host      string
+	IP        string
+	Port      int
+}
+
+// EventType implements Payload.
+func (*AttemptStarted) EventType() EventType { return TypeAttemptStarted }
+
+// RcptReply is a reply to one recipient.
+type RcptReply struct {
+	Rcpt     int32
+	Code     int    // SMTP reply code
+	Enhanced string // enhanced status code, for example "2.1.5"
+	Text     string // full reply text as received
+}
+
+// AttemptFinished records the end of a delivery transaction, whatever its
+// outcome. The per-recipient outcome follows as RcptDelivered,
+// RcptDeferred or RcptFailed events.
+type AttemptFinished struct {
+	DASession string
+	DATxn     string
+	Host      string
+	IP        string
+	Port      int
+	// Stage is the protocol step the transaction ended in: connect,
+	// greeting, ehlo, starttls, mail, rcpt, data, dot, or done.
+	Stage    string
+	Code     int    // the reply code that decided the attempt
+	Enhanced string // its enhanced status code
+	Reply    string // its text
+	Duration time.Duration
+	TLS      *TLSInfo
+	Rcpts    []RcptReply // per-recipient replies (RCPT, and after DATA for LMTP)
+}
+
+// EventType implements Payload.
+func (*AttemptFinished) EventType() EventType { return TypeAttemptFinished }
+
+// RcptDeferred records a temporary failure: the recipient moves to DEFEDB
+// until NextTry.
+type RcptDeferred struct {
+	NextTry     time.Time
+	Reason      string // reply text or local reason
+	Code        int
+	Enhanced    string
+	Destination string // the destination that failed, for the host status cache
+	Host        string
+	// HostDownUntil, when not zero, marks Destination as down until then.
+	HostDownUntil time.Time
+}
+
+// EventType implements Payload.
+func (*RcptDeferred) EventType() EventType { return TypeRcptDeferred }
+
+// RcptDelivered records a successful delivery; it is terminal.
+type RcptDelivered struct {
+	DATxn    string
+	Host     string
+	IP       string
+	Code     int
+	Enhanced string
+	Reply    string
+	// Relayed is true when the next server does not offer DSN, so a
+	// NOTIFY=SUCCESS recipient gets a "relayed" DSN.
+	Relayed bool
+}
+
+// EventType implements Payload.
+func (*RcptDelivered) EventType() EventType { return TypeRcptDelivered }
+
+// RcptFailed records a permanent failure; it is terminal and, NOTIFY
+// permitting, leads to a bounce.
+type RcptFailed struct {
+	Host     string
+	IP       string
+	Stage    string // protocol step, or "resolve" for a routing failure
+	Code     int
+	Enhanced string
+	Reason   string
+}
+
+// EventType implements Payload.
+func (*RcptFailed) EventType() EventType { return TypeRcptFailed }
+
+// RcptExpired records that a recipient stayed in the queue longer than
+// queue_return_timeout; it is terminal (status 4.4.7) and leads to a bounce.
+type RcptExpired struct {
+	LastReason string // the reason of the last deferral
+	Enhanced   string // "4.4.7"
+}
+
+// EventType implements Payload.
+func (*RcptExpired) EventType() EventType { return TypeRcptExpired }
+
+// DelayNotified records that a delay warning was queued for the recipients
+// listed; each recipient gets at most one.
+type DelayNotified struct {
+	Rcpts []int32
+	DSN   string // ss_ta of the DSN message
+}
+
+// EventType implements Payload.
+func (*DelayNotified) EventType() EventType { return TypeDelayNotified }
+
+// DSN kinds.
+const (
+	DSNFailure = "failure"
+	DSNDelay   = "delay"
+	DSNSuccess = "success"
+)
+
+// DSNQueued links a message (Event.Txn) to a DSN generated for it. The DSN
+// message itself enters the queue with its own TxnReceived.
+type DSNQueued struct {
+	DSN   string  // ss_ta of the DSN message
+	Kind  string  // DSNFailure, DSNDelay or DSNSuccess
+	Rcpts []int32 // recipients the DSN reports on
+}
+
+// EventType implements Payload.
+func (*DSNQueued) EventType() EventType { return TypeDSNQueued }
+
+// ContentReleased records that nothing references the body of Event.Txn any
+// more and the content store may reclaim it.
+type ContentReleased struct {
+	Content string
+}
+
+// EventType implements Payload.
+func (*ContentReleased) EventType() EventType { return TypeContentReleased }
+
+// Operator says who asked for an operator action and why.
+type Operator struct {
+	User   string // the operator's user name
+	Reason string
+}
+
+// Hold stops delivery of a message (Event.Rcpt NoRcpt) or one recipient
+// until Release.
+type Hold struct{ Operator }
+
+// EventType implements Payload.
+func (*Hold) EventType() EventType { return TypeHold }
+
+// Release undoes Hold.
+type Release struct{ Operator }
+
+// EventType implements Payload.
+func (*Release) EventType() EventType { return TypeRelease }
+
+// Delete removes a message or recipient from the queue without a DSN; it is
+// terminal.
+type Delete struct{ Operator }
+
+// EventType implements Payload.
+func (*Delete) EventType() EventType { return TypeDelete }
+
+// Requeue makes a message or recipient due now, forgetting host status.
+type Requeue struct{ Operator }
+
+// EventType implements Payload.
+func (*Requeue) EventType() EventType { return TypeRequeue }
+
+// Redirect sends a recipient to another address: the recipient is finished
+// and a new one (NewRcpt) takes its place in the same transaction.
+type Redirect struct {
+	Operator
+	NewAddr string
+	NewRcpt int32
+}
+
+// EventType implements Payload.
+func (*Redirect) EventType() EventType { return TypeRedirect }
