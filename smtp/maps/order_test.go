@@ -101,13 +101,13 @@ func TestAddressKeysSubdomainMacro(t *testing.T) {
 // "user*" rule: it matches user and user+detail, never user1.
 func TestFindMatching(t *testing.T) {
 	m := NewStatic("m", map[string]string{
-		"user*@sub.tld":  "star",
-		"other++@a.tld":  "plus",
-		"plain@a.tld":    "plain",
-		"@.tld":          "dom",
-		"bob":            "local",
-		"carol+*@x.tld":  "detailstar",
-		"to:dave@x.tld":  "tagged",
+		"user*@sub.tld": "star",
+		"other++@a.tld": "plus",
+		"plain@a.tld":   "plain",
+		"@.tld":         "dom",
+		"bob":           "local",
+		"carol+*@x.tld": "detailstar",
+		"to:dave@x.tld": "tagged",
 	})
 	ctx := context.Background()
 	order := Order{Flags: GenericAddress | LocalPart}
