@@ -105,7 +105,7 @@ func failedReport() *Report {
 			},
 			{
 				Addr: "carol@example.net", Action: ActionFailed, Status: "4.4.7",
-				Diagnostic: "delivery time expired; last error: 451 4.4.1 connect to mx.example.net: connection refused",
+				Diagnostic:     "delivery time expired; last error: 451 4.4.1 connect to mx.example.net: connection refused",
 				DiagnosticType: "x-local", LastAttempt: now.Add(-2 * time.Minute),
 			},
 		},
