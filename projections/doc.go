@@ -11,22 +11,22 @@
 // Every recipient of a transaction (ss_ta, index) has one state. Live
 // states still need work; terminal states are final.
 //
-//	                TxnReceived / expansion / Redirect
-//	                              |
-//	                              v
-//	      +--------------------> incoming ------------------+
-//	      |                       |   RcptResolved(mailer)  |
-//	      |                       v                         |
-//	      |                    resolved                     |
-//	      |                       |   AttemptStarted        |
-//	      |                       v                         |
-//	      |                    inflight                     |
-//	      |                       |   RcptDeferred          |
-//	      |                       v                         |
-//	      +----(any live)----> deferred <-------------------+
-//	                              |
-//	    any live state ----> delivered | failed | expired | deleted |
-//	                         redirected | expanded        (terminal)
+//	            TxnReceived / expansion / Redirect
+//	                          |
+//	                          v
+//	  +--------------------> incoming ------------------+
+//	  |                       |   RcptResolved(mailer)  |
+//	  |                       v                         |
+//	  |                    resolved                     |
+//	  |                       |   AttemptStarted        |
+//	  |                       v                         |
+//	  |                    inflight                     |
+//	  |                       |   RcptDeferred          |
+//	  |                       v                         |
+//	  +----(any live)----> deferred <-------------------+
+//	                          |
+//	any live state ----> delivered | failed | expired | deleted |
+//	                     redirected | expanded        (terminal)
 //
 // Any live state may move to any other live state (a recipient can be
 // deferred before it was resolved, resolved again after a restart, and so

@@ -127,9 +127,9 @@ func (q *Queue) Time() time.Time {
 	return time.Unix(0, q.time).UTC()
 }
 
-func (m *message) txn() string     { return m.strs[:m.txnEnd] }
-func (m *message) sender() string  { return m.strs[m.txnEnd:m.senderEnd] }
-func (m *message) dsnOf() string   { return m.strs[m.contentEnd:m.dsnOfEnd] }
+func (m *message) txn() string    { return m.strs[:m.txnEnd] }
+func (m *message) sender() string { return m.strs[m.txnEnd:m.senderEnd] }
+func (m *message) dsnOf() string  { return m.strs[m.contentEnd:m.dsnOfEnd] }
 func (m *message) addr(r *rcpt) string {
 	return m.strs[r.addrOff : r.addrOff+r.addrLen]
 }
