@@ -93,23 +93,34 @@ const NoRcpt int32 = -1
 
 // Event is one envelope transition. Seq and Time are assigned by the log
 // when the event is appended; the appender fills in the ids and the payload.
+//
+// On disk an event is a msgpack map with the keys named in the msgpack tags
+// below plus "t" (the EventType) and "v" (the schema version of the
+// payload); Seq is kept beside it (see docs/eventlog.md).
 type Event struct {
 	// Seq is the event's position in the log: monotonic and gapless,
 	// starting at 1.
-	Seq uint64
-	// Time is when the transition happened.
-	Time time.Time
+	Seq uint64 `msgpack:"-"`
+	// Time is when the transition happened. Decoded times are in UTC.
+	Time time.Time `msgpack:"ts,omitempty"`
 	// Txn is the SMTP server transaction id (ss_ta) of the message the
 	// event concerns. A DSN is a message of its own with its own ss_ta.
-	Txn string
+	Txn string `msgpack:"x,omitempty"`
 	// Rcpt is the index of the recipient within Txn that the event
 	// concerns, or NoRcpt when it concerns the whole transaction.
 	// Recipients named at RCPT are numbered from 0 in the order they were
 	// accepted; recipients created by alias expansion get the next free
 	// indexes (see RcptResolved).
-	Rcpt int32
+	Rcpt int32 `msgpack:"r,omitempty"`
 	// Payload is the typed body; its Type names the event.
-	Payload Payload
+	Payload Payload `msgpack:"p"`
+	// Unknown holds what a newer version of smx wrote into the record that
+	// this version's catalogue does not know: fields added since, and the
+	// newer schema version. Decoding keeps them and encoding writes them
+	// back unchanged, so an older smx that reads and rewrites an event
+	// loses nothing. It is nil for events of this version; appenders leave
+	// it nil.
+	Unknown *UnknownFields `msgpack:"-"`
 }
 
 // Type returns the type of e's payload.
@@ -137,64 +148,64 @@ const (
 // parameters.
 type Recipient struct {
 	// Addr is the address without angle brackets.
-	Addr string
+	Addr string `msgpack:"a,omitempty"`
 	// ORCPT is the RFC 3461 original recipient, "addr-type;xtext-decoded
 	// address", or empty.
-	ORCPT string
+	ORCPT string `msgpack:"o,omitempty"`
 	// Notify is the NOTIFY parameter.
-	Notify Notify
+	Notify Notify `msgpack:"n,omitempty"`
 }
 
 // TLSInfo describes a TLS session, as the Received: header and the mail log
 // print it.
 type TLSInfo struct {
-	Version string // for example "TLSv1.3"
-	Cipher  string // cipher suite name
-	Bits    int    // effective key length of the symmetric cipher
+	Version string `msgpack:"v,omitempty"` // for example "TLSv1.3"
+	Cipher  string `msgpack:"c,omitempty"` // cipher suite name
+	Bits    int    `msgpack:"b,omitempty"` // effective key length of the symmetric cipher
 	// Verify is the seed's verification result: OK, NO, NOT or FAIL.
-	Verify      string
-	PeerSubject string // DN of the presented certificate, if any
-	PeerIssuer  string // DN of its issuer, if any
+	Verify      string `msgpack:"vf,omitempty"`
+	PeerSubject string `msgpack:"s,omitempty"` // DN of the presented certificate, if any
+	PeerIssuer  string `msgpack:"i,omitempty"` // DN of its issuer, if any
 }
 
 // AuthInfo describes a successful SMTP AUTH.
 type AuthInfo struct {
-	Mechanism string // for example "PLAIN"
-	User      string // the authentication identity
+	Mechanism string `msgpack:"m,omitempty"` // for example "PLAIN"
+	User      string `msgpack:"u,omitempty"` // the authentication identity
 }
 
 // TxnReceived records a transaction the SMTP server accepted: the body is in
 // the content store and the reply to the final dot is 250 once this event is
 // durable. It carries everything a later bounce or audit needs.
 type TxnReceived struct {
-	Session  string      // ss_sess
-	Listener string      // name of the smtps section that accepted it
-	Sender   string      // MAIL address without brackets; "" is the null sender
-	Rcpts    []Recipient // index i is recipient i
-	RET      string      // RFC 3461 RET: "FULL", "HDRS" or ""
-	ENVID    string      // RFC 3461 ENVID, xtext-decoded
-	Size     int64       // SIZE= parameter of MAIL, 0 when not given
-	Body     string      // BODY= parameter: "7BIT", "8BITMIME", "BINARYMIME" or ""
-	SMTPUTF8 bool        // SMTPUTF8 parameter of MAIL
+	Session  string      `msgpack:"ss,omitempty"`  // ss_sess
+	Listener string      `msgpack:"l,omitempty"`   // name of the smtps section that accepted it
+	Sender   string      `msgpack:"f,omitempty"`   // MAIL address without brackets; "" is the null sender
+	Rcpts    []Recipient `msgpack:"rc,omitempty"`  // index i is recipient i
+	RET      string      `msgpack:"ret,omitempty"` // RFC 3461 RET: "FULL", "HDRS" or ""
+	ENVID    string      `msgpack:"env,omitempty"` // RFC 3461 ENVID, xtext-decoded
+	Size     int64       `msgpack:"sz,omitempty"`  // SIZE= parameter of MAIL, 0 when not given
+	Body     string      `msgpack:"b,omitempty"`   // BODY= parameter: "7BIT", "8BITMIME", "BINARYMIME" or ""
+	SMTPUTF8 bool        `msgpack:"u8,omitempty"`  // SMTPUTF8 parameter of MAIL
 
-	ClientIP      string // client address
-	ClientPort    int    // client port
-	ClientName    string // verified client host name, if looked up
-	ClientResolve string // cltresolve result: ok, no, tempptr, tempa, or ""
-	HELO          string // EHLO/HELO argument
-	Protocol      string // ESMTP, ESMTPS, ESMTPA, ESMTPSA, SMTP, LMTP
-	TLS           *TLSInfo
-	Auth          *AuthInfo
+	ClientIP      string    `msgpack:"ip,omitempty"` // client address
+	ClientPort    int       `msgpack:"cp,omitempty"` // client port
+	ClientName    string    `msgpack:"cn,omitempty"` // verified client host name, if looked up
+	ClientResolve string    `msgpack:"cr,omitempty"` // cltresolve result: ok, no, tempptr, tempa, or ""
+	HELO          string    `msgpack:"h,omitempty"`  // EHLO/HELO argument
+	Protocol      string    `msgpack:"pr,omitempty"` // ESMTP, ESMTPS, ESMTPA, ESMTPSA, SMTP, LMTP
+	TLS           *TLSInfo  `msgpack:"tls,omitempty"`
+	Auth          *AuthInfo `msgpack:"au,omitempty"`
 
-	MessageID   string    // Message-ID header field, if any
-	Hops        int       // number of Received: header fields
-	Content     string    // content store reference of the body
-	ContentSize int64     // bytes stored, including the added Received: header
-	ReceivedAt  time.Time // when the final dot was received
+	MessageID   string    `msgpack:"mid,omitempty"` // Message-ID header field, if any
+	Hops        int       `msgpack:"hc,omitempty"`  // number of Received: header fields
+	Content     string    `msgpack:"c,omitempty"`   // content store reference of the body
+	ContentSize int64     `msgpack:"cs,omitempty"`  // bytes stored, including the added Received: header
+	ReceivedAt  time.Time `msgpack:"at,omitempty"`  // when the final dot was received
 
 	// DSNOf is the ss_ta of the message this one reports on when the
 	// message is a DSN generated by QMGR; empty otherwise.
-	DSNOf string
+	DSNOf string `msgpack:"dsn,omitempty"`
 }
 
 // EventType implements Payload.
@@ -209,38 +220,38 @@ const (
 // NextHop is one destination host for a recipient, in the order it is to be
 // tried.
 type NextHop struct {
-	Host       string   // host name, or the address of a [IPv4] literal
-	Preference int      // MX preference; 0 for mailertable hosts and implicit MX
-	Addrs      []string // IP addresses in the order they are to be tried
+	Host       string   `msgpack:"h,omitempty"` // host name, or the address of a [IPv4] literal
+	Preference int      `msgpack:"p,omitempty"` // MX preference; 0 for mailertable hosts and implicit MX
+	Addrs      []string `msgpack:"a,omitempty"` // IP addresses in the order they are to be tried
 }
 
 // ExpandedRcpt is a recipient created by alias expansion.
 type ExpandedRcpt struct {
-	Rcpt  int32  // the new recipient index within the transaction
-	Addr  string // the address, without brackets
-	ORCPT string // original recipient carried over for DSNs
+	Rcpt  int32  `msgpack:"r,omitempty"` // the new recipient index within the transaction
+	Addr  string `msgpack:"a,omitempty"` // the address, without brackets
+	ORCPT string `msgpack:"o,omitempty"` // original recipient carried over for DSNs
 	// Notify is the NOTIFY inherited from the expanded recipient.
-	Notify Notify
+	Notify Notify `msgpack:"n,omitempty"`
 }
 
 // RcptResolved records where a recipient goes: either a delivery agent with
 // its next hops, or an expansion into new recipients.
 type RcptResolved struct {
-	Mailer string // MailerESMTP or MailerLMTP; empty for an expansion
-	Port   int    // destination port; 0 means the default of the mailer
+	Mailer string `msgpack:"m,omitempty"`  // MailerESMTP or MailerLMTP; empty for an expansion
+	Port   int    `msgpack:"po,omitempty"` // destination port; 0 means the default of the mailer
 	// Socket is the LMTP unix socket when the mailertable said "lmtp:" alone.
-	Socket string
-	Hops   []NextHop
+	Socket string    `msgpack:"so,omitempty"`
+	Hops   []NextHop `msgpack:"h,omitempty"`
 	// Expansion lists the recipients an alias expanded into. The expanded
 	// recipient itself needs no delivery; it is finished once every
 	// recipient in Expansion is.
-	Expansion []ExpandedRcpt
+	Expansion []ExpandedRcpt `msgpack:"e,omitempty"`
 	// Owner is the envelope sender for the expansion when the alias is a
 	// list with an owner-LIST entry; empty keeps the original sender.
-	Owner string
+	Owner string `msgpack:"ow,omitempty"`
 	// Destination is the key the scheduler groups and throttles by, for
 	// example "esmtp:[192.0.2.1]:25" or "lmtp:/var/spool/smx/lmtpsock".
-	Destination string
+	Destination string `msgpack:"d,omitempty"`
 }
 
 // EventType implements Payload.
@@ -249,13 +260,13 @@ func (*RcptResolved) EventType() EventType { return TypeRcptResolved }
 // AttemptStarted records that a delivery agent started a delivery
 // transaction for some recipients of one message. Event.Rcpt is NoRcpt.
 type AttemptStarted struct {
-	DASession string  // da_sess
-	DATxn     string  // da_ta
-	Rcpts     []int32 // recipient indexes in this delivery transaction
-	Mailer    string
-	Host      string
-	IP        string
-	Port      int
+	DASession string  `msgpack:"ds,omitempty"` // da_sess
+	DATxn     string  `msgpack:"dt,omitempty"` // da_ta
+	Rcpts     []int32 `msgpack:"rc,omitempty"` // recipient indexes in this delivery transaction
+	Mailer    string  `msgpack:"m,omitempty"`
+	Host      string  `msgpack:"h,omitempty"`
+	IP        string  `msgpack:"ip,omitempty"`
+	Port      int     `msgpack:"po,omitempty"`
 }
 
 // EventType implements Payload.
@@ -263,30 +274,30 @@ func (*AttemptStarted) EventType() EventType { return TypeAttemptStarted }
 
 // RcptReply is a reply to one recipient.
 type RcptReply struct {
-	Rcpt     int32
-	Code     int    // SMTP reply code
-	Enhanced string // enhanced status code, for example "2.1.5"
-	Text     string // full reply text as received
+	Rcpt     int32  `msgpack:"r,omitempty"`
+	Code     int    `msgpack:"co,omitempty"` // SMTP reply code
+	Enhanced string `msgpack:"en,omitempty"` // enhanced status code, for example "2.1.5"
+	Text     string `msgpack:"t,omitempty"`  // full reply text as received
 }
 
 // AttemptFinished records the end of a delivery transaction, whatever its
 // outcome. The per-recipient outcome follows as RcptDelivered,
 // RcptDeferred or RcptFailed events.
 type AttemptFinished struct {
-	DASession string
-	DATxn     string
-	Host      string
-	IP        string
-	Port      int
+	DASession string `msgpack:"ds,omitempty"`
+	DATxn     string `msgpack:"dt,omitempty"`
+	Host      string `msgpack:"h,omitempty"`
+	IP        string `msgpack:"ip,omitempty"`
+	Port      int    `msgpack:"po,omitempty"`
 	// Stage is the protocol step the transaction ended in: connect,
 	// greeting, ehlo, starttls, mail, rcpt, data, dot, or done.
-	Stage    string
-	Code     int    // the reply code that decided the attempt
-	Enhanced string // its enhanced status code
-	Reply    string // its text
-	Duration time.Duration
-	TLS      *TLSInfo
-	Rcpts    []RcptReply // per-recipient replies (RCPT, and after DATA for LMTP)
+	Stage    string        `msgpack:"st,omitempty"`
+	Code     int           `msgpack:"co,omitempty"` // the reply code that decided the attempt
+	Enhanced string        `msgpack:"en,omitempty"` // its enhanced status code
+	Reply    string        `msgpack:"re,omitempty"` // its text
+	Duration time.Duration `msgpack:"du,omitempty"`
+	TLS      *TLSInfo      `msgpack:"tls,omitempty"`
+	Rcpts    []RcptReply   `msgpack:"rc,omitempty"` // per-recipient replies (RCPT, and after DATA for LMTP)
 }
 
 // EventType implements Payload.
@@ -295,14 +306,14 @@ func (*AttemptFinished) EventType() EventType { return TypeAttemptFinished }
 // RcptDeferred records a temporary failure: the recipient moves to DEFEDB
 // until NextTry.
 type RcptDeferred struct {
-	NextTry     time.Time
-	Reason      string // reply text or local reason
-	Code        int
-	Enhanced    string
-	Destination string // the destination that failed, for the host status cache
-	Host        string
+	NextTry     time.Time `msgpack:"nt,omitempty"`
+	Reason      string    `msgpack:"re,omitempty"` // reply text or local reason
+	Code        int       `msgpack:"co,omitempty"`
+	Enhanced    string    `msgpack:"en,omitempty"`
+	Destination string    `msgpack:"d,omitempty"` // the destination that failed, for the host status cache
+	Host        string    `msgpack:"h,omitempty"`
 	// HostDownUntil, when not zero, marks Destination as down until then.
-	HostDownUntil time.Time
+	HostDownUntil time.Time `msgpack:"hd,omitempty"`
 }
 
 // EventType implements Payload.
@@ -310,15 +321,15 @@ func (*RcptDeferred) EventType() EventType { return TypeRcptDeferred }
 
 // RcptDelivered records a successful delivery; it is terminal.
 type RcptDelivered struct {
-	DATxn    string
-	Host     string
-	IP       string
-	Code     int
-	Enhanced string
-	Reply    string
+	DATxn    string `msgpack:"dt,omitempty"`
+	Host     string `msgpack:"h,omitempty"`
+	IP       string `msgpack:"ip,omitempty"`
+	Code     int    `msgpack:"co,omitempty"`
+	Enhanced string `msgpack:"en,omitempty"`
+	Reply    string `msgpack:"re,omitempty"`
 	// Relayed is true when the next server does not offer DSN, so a
 	// NOTIFY=SUCCESS recipient gets a "relayed" DSN.
-	Relayed bool
+	Relayed bool `msgpack:"rl,omitempty"`
 }
 
 // EventType implements Payload.
@@ -327,12 +338,12 @@ func (*RcptDelivered) EventType() EventType { return TypeRcptDelivered }
 // RcptFailed records a permanent failure; it is terminal and, NOTIFY
 // permitting, leads to a bounce.
 type RcptFailed struct {
-	Host     string
-	IP       string
-	Stage    string // protocol step, or "resolve" for a routing failure
-	Code     int
-	Enhanced string
-	Reason   string
+	Host     string `msgpack:"h,omitempty"`
+	IP       string `msgpack:"ip,omitempty"`
+	Stage    string `msgpack:"st,omitempty"` // protocol step, or "resolve" for a routing failure
+	Code     int    `msgpack:"co,omitempty"`
+	Enhanced string `msgpack:"en,omitempty"`
+	Reason   string `msgpack:"re,omitempty"`
 }
 
 // EventType implements Payload.
@@ -341,8 +352,8 @@ func (*RcptFailed) EventType() EventType { return TypeRcptFailed }
 // RcptExpired records that a recipient stayed in the queue longer than
 // queue_return_timeout; it is terminal (status 4.4.7) and leads to a bounce.
 type RcptExpired struct {
-	LastReason string // the reason of the last deferral
-	Enhanced   string // "4.4.7"
+	LastReason string `msgpack:"lr,omitempty"` // the reason of the last deferral
+	Enhanced   string `msgpack:"en,omitempty"` // "4.4.7"
 }
 
 // EventType implements Payload.
@@ -351,8 +362,8 @@ func (*RcptExpired) EventType() EventType { return TypeRcptExpired }
 // DelayNotified records that a delay warning was queued for the recipients
 // listed; each recipient gets at most one.
 type DelayNotified struct {
-	Rcpts []int32
-	DSN   string // ss_ta of the DSN message
+	Rcpts []int32 `msgpack:"rc,omitempty"`
+	DSN   string  `msgpack:"dsn,omitempty"` // ss_ta of the DSN message
 }
 
 // EventType implements Payload.
@@ -368,9 +379,9 @@ const (
 // DSNQueued links a message (Event.Txn) to a DSN generated for it. The DSN
 // message itself enters the queue with its own TxnReceived.
 type DSNQueued struct {
-	DSN   string  // ss_ta of the DSN message
-	Kind  string  // DSNFailure, DSNDelay or DSNSuccess
-	Rcpts []int32 // recipients the DSN reports on
+	DSN   string  `msgpack:"dsn,omitempty"` // ss_ta of the DSN message
+	Kind  string  `msgpack:"k,omitempty"`   // DSNFailure, DSNDelay or DSNSuccess
+	Rcpts []int32 `msgpack:"rc,omitempty"`  // recipients the DSN reports on
 }
 
 // EventType implements Payload.
@@ -379,7 +390,7 @@ func (*DSNQueued) EventType() EventType { return TypeDSNQueued }
 // ContentReleased records that nothing references the body of Event.Txn any
 // more and the content store may reclaim it.
 type ContentReleased struct {
-	Content string
+	Content string `msgpack:"c,omitempty"`
 }
 
 // EventType implements Payload.
@@ -387,8 +398,8 @@ func (*ContentReleased) EventType() EventType { return TypeContentReleased }
 
 // Operator says who asked for an operator action and why.
 type Operator struct {
-	User   string // the operator's user name
-	Reason string
+	User   string `msgpack:"ou,omitempty"` // the operator's user name
+	Reason string `msgpack:"or,omitempty"`
 }
 
 // Hold stops delivery of a message (Event.Rcpt NoRcpt) or one recipient
@@ -421,8 +432,8 @@ func (*Requeue) EventType() EventType { return TypeRequeue }
 // and a new one (NewRcpt) takes its place in the same transaction.
 type Redirect struct {
 	Operator
-	NewAddr string
-	NewRcpt int32
+	NewAddr string `msgpack:"na,omitempty"`
+	NewRcpt int32  `msgpack:"nr,omitempty"`
 }
 
 // EventType implements Payload.

@@ -1,0 +1,301 @@
+package log
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Errors returned by Log methods.
+var (
+	// ErrClosed is returned by methods of a closed Log, and by Append for
+	// events that were not committed before Close.
+	ErrClosed = errors.New("log: closed")
+	// ErrReadOnly is returned by the writing methods of a Log opened with
+	// OpenReadOnly.
+	ErrReadOnly = errors.New("log: read-only")
+	// ErrNotFound is returned by Get for a sequence number beyond LastSeq.
+	ErrNotFound = errors.New("log: no such event")
+)
+
+// Log is the event log: an append-only sequence of events in a Pebble store,
+// numbered from 1 without gaps, with archive segments for old events,
+// snapshots of projection state, and a live tail. Its methods are safe for
+// concurrent use.
+type Log struct {
+	dir      string
+	opts     Options
+	db       *pebble.DB
+	readOnly bool
+	// copyDir is the consistent copy a read-only Log reads, removed by
+	// Close.
+	copyDir string
+
+	// durable is the sequence number of the last event known to be
+	// synced; readers see nothing beyond it.
+	durable atomic.Uint64
+
+	// The committer's state (commit.go).
+	mu            sync.Mutex
+	pending       []*appendReq
+	pendingEvents int
+	closed        bool
+	failed        error // set once a commit fails; the Log refuses appends after it
+	wake          chan struct{}
+	syncQ         chan *commitGroup
+	nextSeq       uint64 // last sequence number handed out; committer only
+	directMu      sync.Mutex
+	commitDone    chan struct{}
+	syncDone      chan struct{}
+
+	// notify is closed and replaced each time durable advances.
+	notifyMu sync.Mutex
+	notify   chan struct{}
+
+	// closing is closed by Close; subscriptions end then.
+	closing chan struct{}
+	subs    sync.WaitGroup
+
+	archive   *archive
+	archiveMu sync.Mutex // one Archive pass at a time
+	snapMu    sync.Mutex
+}
+
+// Open opens the log in dir, creating it if it does not exist, and
+// recovers it: the last sequence number is that of the last event that was
+// durable before the process stopped, whatever way it stopped.
+//
+// The directory holds the Pebble store (dir/pebble), by default the archive
+// (dir/archive), and the temporary copies of OpenReadOnly (dir/readers).
+// Only one process may have a log open with Open at a time; others use
+// OpenReadOnly.
+func Open(dir string, opts Options) (*Log, error) {
+	opts = opts.withDefaults(dir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("log: open %s: %w", dir, err)
+	}
+	db, err := pebble.Open(filepath.Join(dir, "pebble"), pebbleOptions(opts, false))
+	if err != nil {
+		return nil, fmt.Errorf("log: open %s: %w", dir, err)
+	}
+	l, err := open(dir, db, opts, false)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// open finishes opening a Log on an open Pebble store.
+func open(dir string, db *pebble.DB, opts Options, readOnly bool) (*Log, error) {
+	l := &Log{
+		dir:        dir,
+		opts:       opts,
+		db:         db,
+		readOnly:   readOnly,
+		wake:       make(chan struct{}, 1),
+		syncQ:      make(chan *commitGroup, 2),
+		commitDone: make(chan struct{}),
+		syncDone:   make(chan struct{}),
+		notify:     make(chan struct{}),
+		closing:    make(chan struct{}),
+	}
+	if err := l.checkFormat(); err != nil {
+		return nil, err
+	}
+	archiveDir, err := l.archiveDir()
+	if err != nil {
+		return nil, err
+	}
+	if l.archive, err = loadArchive(db, archiveDir, !readOnly, opts.Logger); err != nil {
+		return nil, err
+	}
+	last, err := l.lastLiveSeq()
+	if err != nil {
+		return nil, err
+	}
+	last = max(last, l.archive.lastSeq())
+	l.nextSeq = last
+	l.durable.Store(last)
+	if readOnly {
+		close(l.commitDone)
+		close(l.syncDone)
+	} else {
+		go l.commitLoop()
+		go l.syncLoop()
+	}
+	opts.Logger.Debug("event log opened", "dir", dir, "last_seq", last, "read_only", readOnly,
+		"archive_segments", l.archive.len())
+	return l, nil
+}
+
+// checkFormat records the store format in a new store and refuses one
+// written in a newer format.
+func (l *Log) checkFormat() error {
+	v, closer, err := l.db.Get(metaFormat)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if l.readOnly {
+			return nil
+		}
+		if err := l.db.Set(metaFormat, []byte{storeFormat}, pebble.Sync); err != nil {
+			return fmt.Errorf("log: write format: %w", err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("log: read format: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 1 || v[0] > storeFormat {
+		return fmt.Errorf("log: %s: store format %x is newer than this version (%d)", l.dir, v, storeFormat)
+	}
+	return nil
+}
+
+// archiveDir returns the archive directory: the one in the options when
+// given, else the one recorded in the store, else the default. A writer
+// records the one it uses.
+func (l *Log) archiveDir() (string, error) {
+	dir := l.opts.ArchiveDir
+	if l.readOnly {
+		v, closer, err := l.db.Get(metaArchiveDir)
+		if err == nil {
+			recorded := string(v)
+			closer.Close()
+			if l.opts.archiveDirGiven {
+				return dir, nil
+			}
+			return recorded, nil
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return "", fmt.Errorf("log: read archive dir: %w", err)
+		}
+		return dir, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("log: archive dir %s: %w", dir, err)
+	}
+	v, closer, err := l.db.Get(metaArchiveDir)
+	if err == nil {
+		same := bytes.Equal(v, []byte(abs))
+		closer.Close()
+		if same {
+			return abs, nil
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return "", fmt.Errorf("log: read archive dir: %w", err)
+	}
+	if err := l.db.Set(metaArchiveDir, []byte(abs), pebble.Sync); err != nil {
+		return "", fmt.Errorf("log: record archive dir: %w", err)
+	}
+	return abs, nil
+}
+
+// lastLiveSeq returns the sequence number of the last event in Pebble, or 0.
+func (l *Log) lastLiveSeq() (uint64, error) {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEvent}, UpperBound: eventKeyEnd})
+	if err != nil {
+		return 0, fmt.Errorf("log: find last event: %w", err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		if err := it.Error(); err != nil {
+			return 0, fmt.Errorf("log: find last event: %w", err)
+		}
+		return 0, nil
+	}
+	seq, ok := eventKeySeq(it.Key())
+	if !ok {
+		return 0, fmt.Errorf("log: find last event: malformed key %x", it.Key())
+	}
+	return seq, nil
+}
+
+// Close stops the log: appends not yet committed fail with ErrClosed,
+// subscriptions end, and the store is closed. Iterators must be closed
+// first. Close waits for commits in progress to finish.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	rejected := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	for _, r := range rejected {
+		if r.state.CompareAndSwap(reqPending, reqTaken) {
+			r.done <- ErrClosed
+		}
+	}
+	close(l.closing)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-l.commitDone
+	<-l.syncDone
+	l.subs.Wait()
+	l.archive.dec.Close()
+	err := l.db.Close()
+	if l.copyDir != "" {
+		if rmErr := os.RemoveAll(l.copyDir); rmErr != nil && err == nil {
+			err = rmErr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("log: close %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// LastSeq returns the sequence number of the last durable event, 0 for an
+// empty log.
+func (l *Log) LastSeq() uint64 { return l.durable.Load() }
+
+// Get returns the event with sequence number seq, from the live log or the
+// archive. It returns ErrNotFound for a number beyond LastSeq and a
+// *RecordError for a record that is missing or damaged.
+func (l *Log) Get(seq uint64) (Event, error) {
+	if seq == 0 || seq > l.durable.Load() {
+		return Event{}, fmt.Errorf("%w: %d (last is %d)", ErrNotFound, seq, l.durable.Load())
+	}
+	k := makeEventKey(seq)
+	v, closer, err := l.db.Get(k[:])
+	switch {
+	case err == nil:
+		defer closer.Close()
+		var e Event
+		if err := decodeRecord(v, seq, &e); err != nil {
+			return Event{}, &RecordError{Seq: seq, Where: "live log", Err: err}
+		}
+		return e, nil
+	case !errors.Is(err, pebble.ErrNotFound):
+		return Event{}, &RecordError{Seq: seq, Where: "live log", Err: err}
+	}
+	return l.archive.get(seq)
+}
+
+// broadcast wakes everyone waiting for durable to advance.
+func (l *Log) broadcast() {
+	l.notifyMu.Lock()
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.notifyMu.Unlock()
+}
+
+// durableChanged returns a channel that is closed when durable next
+// advances.
+func (l *Log) durableChanged() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.notify
+}
