@@ -7,28 +7,24 @@ package policy
 type Session struct {
 	client ClientInfo
 
-	// clientName is the verified host name of the client (forward and
-	// reverse lookups agree), without the trailing dot; empty if unknown.
-	clientName string
-	// clientResolve is the seed's cltresolve result: ok, no, tempptr or
-	// tempa; empty when the access flag is off.
+	// clientName is the verified host name (without the trailing dot).
+	clientName    string
 	clientResolve string
 
-	// sessionQuick is the quick:ok or quick:relay decided at connect for
-	// the whole session (Continue when none).
+	// sessionQuick is Accept or Relay when a connect check ended in
+	// quick:ok or quick:relay; Continue otherwise.
 	sessionQuick Action
-	// relayAllowed is true when relaying is allowed for the whole session:
-	// cltaddr:/cltname: relay, a trusted AUTH, or a verified certificate.
+	// relayAllowed: relaying is allowed for the whole session.
 	relayAllowed bool
-	// discardSession is true when connect returned discard.
+	// discardSession: connect returned discard.
 	discardSession bool
-	// delayed is a rejection decided at connect or MAIL that delay_checks
-	// holds back until RCPT.
-	sessionDelayed Decision
-	mailDelayed    Decision
+	// sessionDelayed is a connect rejection held back by delay_checks.
+	sessionDelayed *Decision
 
-	// mailOK is true when the sender's own checks ended in ok (not cont).
-	sender string
+	// Transaction state, reset by Mail.
+	sender      string
+	discardTxn  bool
+	mailDelayed *Decision
 }
 
 // ClientName returns the client's host name as verified by a reverse and a
@@ -37,7 +33,8 @@ type Session struct {
 func (s *Session) ClientName() string { return s.clientName }
 
 // ClientResolve returns the seed's cltresolve result for the client: "ok",
-// "no", "tempptr", "tempa", or "" when no lookup was done.
+// "no", "tempptr", "tempa", or "" when no lookup was done (the access map
+// is off). TxnReceived.ClientResolve carries it.
 func (s *Session) ClientResolve() string { return s.clientResolve }
 
 // Client returns what the server said about the client at connect.
@@ -51,3 +48,8 @@ func (s *Session) RelayAllowed() bool { return s.relayAllowed }
 // Discarded reports whether the session's mail is to be discarded (connect
 // returned discard).
 func (s *Session) Discarded() bool { return s.discardSession }
+
+// TransactionDiscarded reports whether the current transaction is to be
+// discarded: MAIL returned discard, a RCPT returned quick:discard, or the
+// whole session is discarded. The server accepts the message and drops it.
+func (s *Session) TransactionDiscarded() bool { return s.discardSession || s.discardTxn }

@@ -650,3 +650,46 @@ func (v *view) hops(ctx context.Context, hosts []RouteHost) ([]Hop, *Failure) {
 	}
 	return out, nil
 }
+
+// Route finds where mail for a would go without alias expansion or local
+// validation: the mailertable, then DNS. The policy uses it to see whether
+// a sender address is routable and which addresses its MX hosts have.
+func (r *Resolver) Route(ctx context.Context, a maps.Address) Result {
+	v := r.view(nil)
+	return v.route(ctx, v.qualify(a, ""), false)
+}
+
+// IsLocal reports whether a's domain is local: its mailertable entry uses
+// the lmtp mailer.
+func (r *Resolver) IsLocal(ctx context.Context, a maps.Address) (bool, *Failure) {
+	v := r.view(nil)
+	return v.isLocal(ctx, v.qualify(a, ""))
+}
+
+// ValidLocal reports whether the local address a exists: it has an aliases
+// entry (an alias or "local:") or a local_user_map entry. With neither map
+// configured every local address exists.
+func (r *Resolver) ValidLocal(ctx context.Context, a maps.Address) (bool, *Failure) {
+	v := r.view(nil)
+	return v.validLocal(ctx, v.qualify(a, ""))
+}
+
+// ListMembers returns the addresses alias a expands to, one level deep (the
+// policy's list: restriction does not expand recursively). found is false
+// when a is not an alias.
+func (r *Resolver) ListMembers(ctx context.Context, a maps.Address) (members []maps.Address, found bool, f *Failure) {
+	v := r.view(nil)
+	a = v.qualify(a, "")
+	m, found, f := v.aliasLookup(ctx, a)
+	if f != nil || !found || strings.TrimSpace(m.Value) == LocalRHS {
+		return nil, false, f
+	}
+	entries, err := v.aliasEntries(a, m)
+	if err != nil {
+		return nil, true, failConfig("aliases entry "+m.Key.Key, err)
+	}
+	return entries, true, nil
+}
+
+// Delimiters returns the address delimiters in use (address_delimiter).
+func (r *Resolver) Delimiters() string { return r.opts.AddressDelimiters }
