@@ -149,7 +149,7 @@ func isNilPayload(p log.Payload) bool {
 
 // message looks up the transaction of e.
 func (q *Queue) message(e log.Event, as *anomalies) (uint32, bool) {
-	slot, ok := q.byTxn[e.Txn]
+	slot, ok := q.store.lookup(e.Txn)
 	if !ok {
 		as.add(e.Rcpt, "unknown transaction")
 		return 0, false
@@ -160,7 +160,7 @@ func (q *Queue) message(e log.Event, as *anomalies) (uint32, bool) {
 // liveRcpt checks that recipient idx of the message in slot exists and is
 // live, reporting why not.
 func (q *Queue) liveRcpt(slot uint32, idx int32, as *anomalies) bool {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].state == StateNone {
 		as.add(idx, "no such recipient")
 		return false
@@ -178,8 +178,8 @@ func (q *Queue) applyReceived(e log.Event, p *log.TxnReceived, as *anomalies) {
 		as.add(log.NoRcpt, "transaction without ss_ta")
 		return
 	}
-	if slot, dup := q.byTxn[e.Txn]; dup {
-		as.add(log.NoRcpt, "transaction already received (seq %d)", q.msgs[slot].seq)
+	if slot, dup := q.store.lookup(e.Txn); dup {
+		as.add(log.NoRcpt, "transaction already received (seq %d)", q.store.at(slot).seq)
 		return
 	}
 	contentIsTxn := p.Content == e.Txn
@@ -221,8 +221,8 @@ func (q *Queue) applyReceived(e log.Event, p *log.TxnReceived, as *anomalies) {
 	if !p.ReceivedAt.IsZero() {
 		received = p.ReceivedAt.UnixNano()
 	}
-	slot := q.allocSlot()
-	m := &q.msgs[slot]
+	slot := q.store.alloc()
+	m := q.store.at(slot)
 	*m = message{
 		strs:       b.String(),
 		rcpts:      rcpts,
@@ -237,7 +237,7 @@ func (q *Queue) applyReceived(e log.Event, p *log.TxnReceived, as *anomalies) {
 	if contentIsTxn {
 		m.flags |= msgContentIsTxn
 	}
-	q.byTxn[m.txn()] = slot
+	q.store.insert(slot)
 	q.addRefs(slot, int32(len(rcpts)))
 	for i := range rcpts {
 		q.attach(slot, int32(i))
@@ -257,7 +257,7 @@ func (q *Queue) applyResolved(e log.Event, p *log.RcptResolved, as *anomalies) {
 		return
 	}
 	q.detach(slot, e.Rcpt)
-	r := &q.msgs[slot].rcpts[e.Rcpt]
+	r := &q.store.at(slot).rcpts[e.Rcpt]
 	r.state = StateResolved
 	r.lastSeq = e.Seq
 	if p.Destination != "" {
@@ -269,7 +269,7 @@ func (q *Queue) applyResolved(e log.Event, p *log.RcptResolved, as *anomalies) {
 // expand finishes recipient e.Rcpt as expanded and creates the recipients
 // of p.Expansion in IQDB.
 func (q *Queue) expand(e log.Event, slot uint32, p *log.RcptResolved, as *anomalies) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	parent := e.Rcpt
 	owner, hasOwner := m.owners[parent]
 	if p.Owner != "" {
@@ -303,7 +303,6 @@ func (q *Queue) expand(e log.Event, slot uint32, p *log.RcptResolved, as *anomal
 		addrs[i] = k.Addr
 	}
 	offs := m.appendAddrs(addrs)
-	q.byTxn[m.txn()] = slot // the key must point into the new strings
 	due := e.Time.UnixNano()
 	top := int32(0)
 	for _, k := range kids {
@@ -344,7 +343,7 @@ func (q *Queue) applyAttemptStarted(e log.Event, p *log.AttemptStarted, as *anom
 			continue
 		}
 		q.detach(slot, idx)
-		r := &q.msgs[slot].rcpts[idx]
+		r := &q.store.at(slot).rcpts[idx]
 		r.state = StateInFlight
 		r.lastSeq = e.Seq
 		q.attach(slot, idx)
@@ -356,7 +355,7 @@ func (q *Queue) applyDeferred(e log.Event, p *log.RcptDeferred, as *anomalies) {
 	if !ok || !q.liveRcpt(slot, e.Rcpt, as) {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	q.detach(slot, e.Rcpt)
 	r := &m.rcpts[e.Rcpt]
 	r.state = StateDeferred
@@ -392,7 +391,7 @@ func (q *Queue) applyFinal(e log.Event, state RcptState, relayed bool, as *anoma
 	if !ok || !q.liveRcpt(slot, e.Rcpt, as) {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	dest := m.rcpts[e.Rcpt].dest
 	q.finish(slot, e.Rcpt, state, e.Seq, relayed)
 	size := uint64(max(m.size, 0))
@@ -416,7 +415,7 @@ func (q *Queue) applyFinal(e log.Event, state RcptState, relayed bool, as *anoma
 // finish moves a live recipient to a terminal state and settles the
 // reference count: one less live recipient, one more if it is owed a DSN.
 func (q *Queue) finish(slot uint32, idx int32, state RcptState, seq uint64, relayed bool) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	q.detach(slot, idx)
 	r := &m.rcpts[idx]
 	r.state = state
@@ -450,7 +449,7 @@ func (q *Queue) applyDelayNotified(e log.Event, p *log.DelayNotified, as *anomal
 	if !ok {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	for _, idx := range p.Rcpts {
 		if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].state == StateNone {
 			as.add(idx, "no such recipient")
@@ -469,7 +468,7 @@ func (q *Queue) applyDSNQueued(e log.Event, p *log.DSNQueued, as *anomalies) {
 	if !ok {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	q.counters.DSNs++
 	var settled int32
 	for _, idx := range rcptList(m, p.Rcpts, true) {
@@ -502,7 +501,7 @@ func (q *Queue) applyContentReleased(e log.Event, as *anomalies) {
 	if !ok {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if m.flags&msgContentRemoved != 0 {
 		as.add(log.NoRcpt, "content released twice")
 		return
@@ -522,7 +521,7 @@ func (q *Queue) applyHold(e log.Event, on bool, as *anomalies) {
 	if !ok {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if e.Rcpt == log.NoRcpt {
 		for i := range m.rcpts {
 			q.detach(slot, int32(i))
@@ -558,7 +557,7 @@ func (q *Queue) applyDelete(e log.Event, as *anomalies) {
 	if !ok {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	targets := []int32{e.Rcpt}
 	if e.Rcpt == log.NoRcpt {
 		targets = rcptList(m, nil, true)
@@ -587,7 +586,7 @@ func (q *Queue) applyRequeue(e log.Event, as *anomalies) {
 	if !ok {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	targets := []int32{e.Rcpt}
 	if e.Rcpt == log.NoRcpt {
 		targets = rcptList(m, nil, true)
@@ -617,7 +616,7 @@ func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 	if !ok || !q.liveRcpt(slot, e.Rcpt, as) {
 		return
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if p.NewRcpt < 0 || (int(p.NewRcpt) < len(m.rcpts) && m.rcpts[p.NewRcpt].state != StateNone) {
 		as.add(e.Rcpt, "redirect to index %d, which is taken", p.NewRcpt)
 		return
@@ -626,7 +625,6 @@ func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 	owner, hasOwner := m.owners[e.Rcpt]
 	q.finish(slot, e.Rcpt, StateRedirected, e.Seq, false)
 	offs := m.appendAddrs([]string{p.NewAddr})
-	q.byTxn[m.txn()] = slot
 	m.growRcpts(int(p.NewRcpt) + 1)
 	m.rcpts[p.NewRcpt] = rcpt{
 		due:     e.Time.UnixNano(),

@@ -36,7 +36,7 @@ func (p Problem) String() string {
 func (q *Queue) Check(exists func(content string) bool) []Problem {
 	var out []Problem
 	for _, slot := range q.slotsBySeq() {
-		m := &q.msgs[slot]
+		m := q.store.at(slot)
 		txn := m.txn()
 		var refs int32
 		for i := range m.rcpts {

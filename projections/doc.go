@@ -119,8 +119,10 @@
 //
 // # Memory
 //
-// A message costs one slot (96 bytes), one allocation for all its strings
-// and one for its recipients (40 bytes each), plus its map entry; a
-// scheduled recipient costs one 16-byte heap entry. Destinations are
-// interned. See BenchmarkDeferredMemory for bytes per queued recipient.
+// A message costs one slot (96 bytes, in pages of 4096 slots), one
+// allocation for all its strings, one for its recipients (40 bytes each)
+// and an 8-byte entry in the ss_ta index; a recipient waiting in IQDB or
+// DEFEDB costs one 16-byte heap entry. Destinations are interned. With one
+// million deferred recipients, one per message, that is about 260 bytes per
+// recipient (BenchmarkDeferredMemory).
 package projections

@@ -77,7 +77,7 @@ func (q *Queue) Dump(w io.Writer, opt DumpOptions) error {
 func tallyString(t Tally) string { return fmt.Sprintf("%d/%d", t.Rcpts, t.Bytes) }
 
 func (q *Queue) dumpMessage(w io.Writer, slot uint32, opt DumpOptions) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	fmt.Fprintf(w, "message %s from <%s> size %d received %s seq %d refs %d",
 		m.txn(), m.sender(), m.size, opt.time(m.receivedAt), m.seq, m.refs)
 	if m.content() != m.txn() {
@@ -105,7 +105,7 @@ func (q *Queue) dumpMessage(w io.Writer, slot uint32, opt DumpOptions) {
 // dumpRcpt prints one recipient line; withTxn prefixes it with ss_ta:index
 // for queue listings.
 func (q *Queue) dumpRcpt(w io.Writer, slot uint32, idx int32, opt DumpOptions, withTxn bool) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	r := &m.rcpts[idx]
 	if withTxn {
 		fmt.Fprintf(w, "%s:%d", m.txn(), idx)
@@ -156,8 +156,8 @@ func (q *Queue) dumpRcpt(w io.Writer, slot uint32, idx int32, opt DumpOptions, w
 func (q *Queue) DumpQueue(w io.Writer, name QueueName, opt DumpOptions) error {
 	bw := bufio.NewWriter(w)
 	var refs []rcptRef
-	for slot := range q.msgs {
-		m := &q.msgs[slot]
+	q.store.slots(func(slot uint32) {
+		m := q.store.at(slot)
 		for idx := range m.rcpts {
 			r := &m.rcpts[idx]
 			if !r.state.Live() {
@@ -170,15 +170,15 @@ func (q *Queue) DumpQueue(w io.Writer, name QueueName, opt DumpOptions) error {
 				in = queueOf(&cp)
 			}
 			if in == name {
-				refs = append(refs, rcptRef{uint32(slot), uint32(idx)})
+				refs = append(refs, rcptRef{slot, uint32(idx)})
 			}
 		}
-	}
+	})
 	if name == AQ {
 		q.sortRefs(refs)
 	} else {
 		slices.SortFunc(refs, func(a, b rcptRef) int {
-			ra, rb := &q.msgs[a.slot].rcpts[a.idx], &q.msgs[b.slot].rcpts[b.idx]
+			ra, rb := &q.store.at(a.slot).rcpts[a.idx], &q.store.at(b.slot).rcpts[b.idx]
 			switch {
 			case ra.due != rb.due:
 				return cmpInt(ra.due, rb.due)

@@ -38,8 +38,8 @@ func (h *dueHeap) less(i, j int) bool {
 	if a.due != b.due {
 		return a.due < b.due
 	}
-	ra := &h.q.msgs[a.slot].rcpts[a.idx]
-	rb := &h.q.msgs[b.slot].rcpts[b.idx]
+	ra := &h.q.store.at(a.slot).rcpts[a.idx]
+	rb := &h.q.store.at(b.slot).rcpts[b.idx]
 	if ra.lastSeq != rb.lastSeq {
 		return ra.lastSeq < rb.lastSeq
 	}
@@ -51,7 +51,7 @@ func (h *dueHeap) less(i, j int) bool {
 
 func (h *dueHeap) setPos(i int) {
 	e := &h.entries[i]
-	h.q.msgs[e.slot].rcpts[e.idx].heapPos = int32(i)
+	h.q.store.at(e.slot).rcpts[e.idx].heapPos = int32(i)
 }
 
 func (h *dueHeap) swap(i, j int) {
@@ -110,7 +110,7 @@ func (h *dueHeap) remove(i int) {
 		}
 	}
 	h.entries = h.entries[:n]
-	h.q.msgs[gone.slot].rcpts[gone.idx].heapPos = -1
+	h.q.store.at(gone.slot).rcpts[gone.idx].heapPos = -1
 }
 
 // peek returns the first entry; ok is false when the heap is empty.
@@ -140,8 +140,8 @@ func (q *Queue) ensureIndex() {
 	}
 	q.incoming.entries = q.incoming.entries[:0]
 	q.deferred.entries = q.deferred.entries[:0]
-	for slot := range q.msgs {
-		m := &q.msgs[slot]
+	q.store.slots(func(slot uint32) {
+		m := q.store.at(slot)
 		for idx := range m.rcpts {
 			r := &m.rcpts[idx]
 			r.heapPos = -1
@@ -149,9 +149,9 @@ func (q *Queue) ensureIndex() {
 				continue
 			}
 			h := q.heapOf(r)
-			h.entries = append(h.entries, dueEntry{due: r.due, slot: uint32(slot), idx: uint32(idx)})
+			h.entries = append(h.entries, dueEntry{due: r.due, slot: slot, idx: uint32(idx)})
 		}
-	}
+	})
 	q.incoming.init()
 	q.deferred.init()
 	q.indexed = true
@@ -206,7 +206,7 @@ func (a *activeQueue) refs(dest uint32) []rcptRef {
 // by recipient index.
 func (q *Queue) sortRefs(refs []rcptRef) {
 	slices.SortFunc(refs, func(a, b rcptRef) int {
-		sa, sb := q.msgs[a.slot].seq, q.msgs[b.slot].seq
+		sa, sb := q.store.at(a.slot).seq, q.store.at(b.slot).seq
 		switch {
 		case sa < sb:
 			return -1

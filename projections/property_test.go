@@ -219,7 +219,7 @@ func durableProblems(ps []Problem) []Problem {
 // any point and then given the tail, gives the same state, the same
 // anomalies and the same snapshot bytes.
 func TestPropertyLiveReplayRestore(t *testing.T) {
-	streams, length := 150, 400
+	streams, length := 100, 400
 	if testing.Short() {
 		streams = 30
 	}

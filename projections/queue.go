@@ -25,9 +25,7 @@ type Queue struct {
 	seq  uint64 // last applied
 	time int64  // time of the last applied event, Unix nanoseconds
 
-	msgs  []message
-	free  []uint32          // unused slots of msgs
-	byTxn map[string]uint32 // ss_ta to slot; the key shares the message's strings
+	store messageStore
 
 	dests      []destination // index 0 is "no destination"
 	destByName map[string]uint32
@@ -104,7 +102,7 @@ type destination struct {
 // New returns the projection of an empty log.
 func New() *Queue {
 	q := &Queue{
-		byTxn:      make(map[string]uint32),
+		store:      newMessageStore(0),
 		dests:      []destination{{}},
 		destByName: make(map[string]uint32),
 		releasable: make(map[uint32]struct{}),
@@ -151,8 +149,7 @@ func (m *message) rcptSender(idx int32) string {
 }
 
 // appendAddrs re-allocates m.strs with addrs appended and returns their
-// offsets. The map key in byTxn pointed into the old strings, so the caller
-// must store the message's key again.
+// offsets.
 func (m *message) appendAddrs(addrs []string) []uint32 {
 	var b strings.Builder
 	n := len(m.strs)
@@ -208,34 +205,21 @@ func (q *Queue) intern(name string) uint32 {
 	return i
 }
 
-// allocSlot returns a free message slot.
-func (q *Queue) allocSlot() uint32 {
-	if n := len(q.free); n > 0 {
-		slot := q.free[n-1]
-		q.free = q.free[:n-1]
-		return slot
-	}
-	q.msgs = append(q.msgs, message{})
-	return uint32(len(q.msgs) - 1)
-}
-
 // removeMessage forgets the message in slot: its content is released and
 // nothing refers to it.
 func (q *Queue) removeMessage(slot uint32) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	for i := range m.rcpts {
 		q.detach(slot, int32(i))
 	}
-	delete(q.byTxn, m.txn())
 	delete(q.releasable, slot)
-	*m = message{}
-	q.free = append(q.free, slot)
+	q.store.remove(slot)
 }
 
 // addRefs changes the reference count of the message in slot and keeps the
 // releasable set in step.
 func (q *Queue) addRefs(slot uint32, delta int32) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	m.refs += delta
 	if m.refs == 0 && m.flags&msgContentRemoved == 0 {
 		q.releasable[slot] = struct{}{}
@@ -247,7 +231,7 @@ func (q *Queue) addRefs(slot uint32, delta int32) {
 // detach takes recipient idx of slot out of the runtime indexes before its
 // state changes; attach puts it back afterwards.
 func (q *Queue) detach(slot uint32, idx int32) {
-	r := &q.msgs[slot].rcpts[idx]
+	r := &q.store.at(slot).rcpts[idx]
 	if r.heapPos >= 0 {
 		q.heapOf(r).remove(int(r.heapPos))
 	}
@@ -257,7 +241,7 @@ func (q *Queue) detach(slot uint32, idx int32) {
 }
 
 func (q *Queue) attach(slot uint32, idx int32) {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	r := &m.rcpts[idx]
 	if r.flags&rcptClaimed != 0 {
 		if !r.state.Live() {

@@ -67,7 +67,7 @@ type Message struct {
 func (m Message) RefCount() int { return m.Live + m.DSNOwed }
 
 func (q *Queue) messageView(slot uint32) Message {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	v := Message{
 		Txn:             m.txn(),
 		Sender:          m.sender(),
@@ -95,7 +95,7 @@ func (q *Queue) messageView(slot uint32) Message {
 }
 
 func (q *Queue) rcptView(slot uint32, idx int32) Recipient {
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	r := &m.rcpts[idx]
 	return Recipient{
 		Txn:         m.txn(),
@@ -117,7 +117,7 @@ func (q *Queue) rcptView(slot uint32, idx int32) Recipient {
 
 // Message returns the message with ss_ta txn, if it is still in the queue.
 func (q *Queue) Message(txn string) (Message, bool) {
-	slot, ok := q.byTxn[txn]
+	slot, ok := q.store.lookup(txn)
 	if !ok {
 		return Message{}, false
 	}
@@ -127,11 +127,11 @@ func (q *Queue) Message(txn string) (Message, bool) {
 // Recipients returns every recipient of message txn in index order,
 // terminal ones included; nil when the message is not in the queue.
 func (q *Queue) Recipients(txn string) []Recipient {
-	slot, ok := q.byTxn[txn]
+	slot, ok := q.store.lookup(txn)
 	if !ok {
 		return nil
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	out := make([]Recipient, 0, len(m.rcpts))
 	for i := range m.rcpts {
 		if m.rcpts[i].state != StateNone {
@@ -143,11 +143,11 @@ func (q *Queue) Recipients(txn string) []Recipient {
 
 // Recipient returns recipient idx of message txn.
 func (q *Queue) Recipient(txn string, idx int32) (Recipient, bool) {
-	slot, ok := q.byTxn[txn]
+	slot, ok := q.store.lookup(txn)
 	if !ok {
 		return Recipient{}, false
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].state == StateNone {
 		return Recipient{}, false
 	}
@@ -166,12 +166,10 @@ func (q *Queue) Messages() []Message {
 
 // slotsBySeq returns the occupied slots in the order of their TxnReceived.
 func (q *Queue) slotsBySeq() []uint32 {
-	slots := make([]uint32, 0, len(q.byTxn))
-	for _, slot := range q.byTxn {
-		slots = append(slots, slot)
-	}
+	slots := make([]uint32, 0, q.store.count)
+	q.store.slots(func(slot uint32) { slots = append(slots, slot) })
 	slices.SortFunc(slots, func(a, b uint32) int {
-		sa, sb := q.msgs[a].seq, q.msgs[b].seq
+		sa, sb := q.store.at(a).seq, q.store.at(b).seq
 		switch {
 		case sa < sb:
 			return -1
@@ -260,7 +258,7 @@ func (q *Queue) Take(from QueueName, now time.Time, max int) []Recipient {
 			break
 		}
 		h.remove(0)
-		r := &q.msgs[e.slot].rcpts[e.idx]
+		r := &q.store.at(e.slot).rcpts[e.idx]
 		r.flags |= rcptClaimed
 		q.active.add(r.dest, rcptRef{e.slot, e.idx})
 		out = append(out, q.rcptView(e.slot, int32(e.idx)))
@@ -273,11 +271,11 @@ func (q *Queue) Take(from QueueName, now time.Time, max int) []Recipient {
 // false when the recipient is not live, is held, or is in AQ already.
 func (q *Queue) Claim(txn string, idx int32) bool {
 	q.ensureIndex()
-	slot, ok := q.byTxn[txn]
+	slot, ok := q.store.lookup(txn)
 	if !ok {
 		return false
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if idx < 0 || int(idx) >= len(m.rcpts) {
 		return false
 	}
@@ -295,11 +293,11 @@ func (q *Queue) Claim(txn string, idx int32) bool {
 // as before, without an event: for a recipient AQ had to drop before any
 // attempt. It reports false when the recipient was not in AQ.
 func (q *Queue) Untake(txn string, idx int32) bool {
-	slot, ok := q.byTxn[txn]
+	slot, ok := q.store.lookup(txn)
 	if !ok {
 		return false
 	}
-	m := &q.msgs[slot]
+	m := q.store.at(slot)
 	if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].flags&rcptClaimed == 0 {
 		return false
 	}
@@ -338,7 +336,7 @@ func (q *Queue) Releasable() []Message {
 		slots = append(slots, slot)
 	}
 	slices.SortFunc(slots, func(a, b uint32) int {
-		switch sa, sb := q.msgs[a].seq, q.msgs[b].seq; {
+		switch sa, sb := q.store.at(a).seq, q.store.at(b).seq; {
 		case sa < sb:
 			return -1
 		case sa > sb:

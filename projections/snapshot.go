@@ -130,7 +130,7 @@ func (q *Queue) encode(enc *msgpack.Encoder) error {
 	slots := q.slotsBySeq()
 	e.u64(uint64(len(slots)))
 	for _, slot := range slots {
-		m := &q.msgs[slot]
+		m := q.store.at(slot)
 		e.array(11)
 		e.str(m.txn())
 		e.str(m.sender())
@@ -366,8 +366,7 @@ func (d *decoder) queue() (*Queue, error) {
 		d.fail("message count", fmt.Errorf("%d", nmsg))
 	}
 	if d.err == nil {
-		q.msgs = make([]message, 0, nmsg)
-		q.byTxn = make(map[string]uint32, nmsg)
+		q.store = newMessageStore(int(nmsg))
 	}
 	for i := uint64(0); i < nmsg && d.err == nil; i++ {
 		d.message(q)
@@ -457,7 +456,7 @@ func (d *decoder) message(q *Queue) {
 	m.strs = string(d.buf)
 	m.rcpts = rcpts
 	m.txnEnd, m.senderEnd, m.contentEnd, m.dsnOfEnd = uint32(txnEnd), uint32(senderEnd), uint32(contentEnd), uint32(dsnOfEnd)
-	if _, dup := q.byTxn[m.txn()]; dup || txnEnd == 0 {
+	if _, dup := q.store.lookup(m.txn()); dup || txnEnd == 0 {
 		d.fail("message", fmt.Errorf("ss_ta %q repeated or empty", m.txn()))
 		return
 	}
@@ -470,9 +469,9 @@ func (d *decoder) message(q *Queue) {
 			m.refs++
 		}
 	}
-	slot := uint32(len(q.msgs))
-	q.msgs = append(q.msgs, m)
-	q.byTxn[q.msgs[slot].txn()] = slot
+	slot := q.store.alloc()
+	*q.store.at(slot) = m
+	q.store.insert(slot)
 	if m.refs == 0 && m.flags&msgContentRemoved == 0 {
 		q.releasable[slot] = struct{}{}
 	}
