@@ -56,8 +56,13 @@ func (e *FileError) Error() string {
 //
 // Errors are *FileError values naming file, line and column.
 func ParseFile(r io.Reader, file string, format Format) (map[string]string, error) {
-	entries := make(map[string]string)
-	firstLine := make(map[string]int)
+	return parseFile(r, file, format, 0)
+}
+
+// parseFile is ParseFile with a hint of the number of entries, so that a
+// big map is not rehashed while it grows.
+func parseFile(r io.Reader, file string, format Format, sizeHint int) (map[string]string, error) {
+	entries := make(map[string]string, sizeHint)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	var (
@@ -121,10 +126,9 @@ func ParseFile(r io.Reader, file string, format Format) (map[string]string, erro
 			key, rest = line[:i], line[i:]
 		}
 		k := Fold(string(key))
-		if prev, dup := firstLine[k]; dup {
-			return nil, fail(1, "duplicate key %q (first at line %d)", k, prev)
+		if _, dup := entries[k]; dup {
+			return nil, fail(1, "duplicate key %q", k)
 		}
-		firstLine[k] = lineNo
 		lastKey = k
 		value.Reset()
 		value.Write(bytes.Trim(rest, " \t"))
@@ -148,5 +152,10 @@ func ReadFile(path string, format Format) (map[string]string, error) {
 		return nil, fmt.Errorf("maps: %w", err)
 	}
 	defer f.Close()
-	return ParseFile(f, path, format)
+	hint := 0
+	if fi, err := f.Stat(); err == nil {
+		// About 40 bytes a line in typical maps.
+		hint = int(min(fi.Size()/40, 1<<24))
+	}
+	return parseFile(bufio.NewReaderSize(f, 1<<16), path, format, hint)
 }

@@ -64,6 +64,9 @@ type Order struct {
 	// NoAt writes the domain step as "sub" instead of "@sub", as the
 	// mailertable does.
 	NoAt bool
+	// Tag is put in front of every key, for example "to:" for the access
+	// map. Building it in saves a concatenation per key.
+	Tag string
 }
 
 // SplitDetail splits local into user, delimiter and detail using the first
@@ -182,22 +185,23 @@ func (o Order) AddressKeys(a Address) []Key {
 	if hasDetail {
 		d = string(delim)
 	}
-	var keys []Key
+	keys := make([]Key, 0, 6*(strings.Count(a.Domain, ".")+2)+5)
+	tag := o.Tag
 	locals := func(suffix string, sub string) {
 		if hasDetail && o.Flags&FullAddress != 0 {
-			keys = append(keys, Key{Key: local + suffix, Subdomain: sub})
+			keys = append(keys, Key{Key: tag + local + suffix, Subdomain: sub})
 		}
 		if hasDetail && detail != "" && o.Flags&DetailPlus != 0 {
-			keys = append(keys, Key{Key: user + d + "+" + suffix, Subdomain: sub})
+			keys = append(keys, Key{Key: tag + user + d + "+" + suffix, Subdomain: sub})
 		}
 		if hasDetail && o.Flags&DetailStar != 0 {
-			keys = append(keys, Key{Key: user + d + "*" + suffix, Subdomain: sub})
+			keys = append(keys, Key{Key: tag + user + d + "*" + suffix, Subdomain: sub})
 		}
 		if o.Flags&Star != 0 {
-			keys = append(keys, Key{Key: user + "*" + suffix, Subdomain: sub})
+			keys = append(keys, Key{Key: tag + user + "*" + suffix, Subdomain: sub})
 		}
 		if (!hasDetail || o.Flags&ImplicitDetail != 0) && o.Flags&FullAddress != 0 {
-			keys = append(keys, Key{Key: user + suffix, Subdomain: sub})
+			keys = append(keys, Key{Key: tag + user + suffix, Subdomain: sub})
 		}
 	}
 	if a.Domain != "" {
@@ -208,7 +212,7 @@ func (o Order) AddressKeys(a Address) []Key {
 		for _, step := range domainSteps(Fold(a.Domain), o.Flags&DotSubdomain != 0, o.Flags&Dot != 0) {
 			locals("@"+step.Key, step.Subdomain)
 			if o.Flags&DomainPart != 0 {
-				keys = append(keys, Key{Key: at + step.Key, Subdomain: step.Subdomain})
+				keys = append(keys, Key{Key: tag + at + step.Key, Subdomain: step.Subdomain})
 			}
 		}
 	}
@@ -238,15 +242,20 @@ type Match struct {
 	Value string
 }
 
-// Find looks up tag+key for each key in order and returns the first entry
+// Find looks up tag+key for each key in order (tag "" costs no
+// concatenation) and returns the first entry
 // found. A lookup error stops the search: the caller cannot know whether a
 // later, less specific key should apply. m should be a View so that all keys
 // see the same version of a reloaded map.
 func Find(ctx context.Context, m Map, tag string, keys []Key, trace Trace) (Match, bool, error) {
 	for _, k := range keys {
-		v, found, err := m.Lookup(ctx, tag+k.Key)
+		key := k.Key
+		if tag != "" {
+			key = tag + key
+		}
+		v, found, err := m.Lookup(ctx, key)
 		if trace != nil {
-			trace(Step{Key: tag + k.Key, Value: v, Found: found, Err: err})
+			trace(Step{Key: key, Value: v, Found: found, Err: err})
 		}
 		if err != nil {
 			return Match{}, false, err
