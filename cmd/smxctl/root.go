@@ -1,0 +1,28 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// globalFlags are the flags every command shares.
+type globalFlags struct {
+	// configFile is -f: the smx.conf to read ("" for the embedded default).
+	configFile string
+}
+
+// newRootCmd builds smxctl. Each command lives in a file of its own
+// (<topic>.go) with a newXxxCmd(*globalFlags) constructor; register it
+// here with one line.
+func newRootCmd() *cobra.Command {
+	flags := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "smxctl",
+		Short:         "smxctl audits, shows and steers an smx mail system",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&flags.configFile, "file", "f", "",
+		"smx.conf to read (default: smxd's embedded default configuration)")
+
+	root.AddCommand(newVersionCmd(flags))
+	root.AddCommand(newConfigCmd(flags))
+	return root
+}
