@@ -14,6 +14,7 @@ import (
 // that do not fit and carries on, so a damaged log still gives a
 // deterministic state and every problem is reported with its position.
 type Anomaly struct {
+	Kind AnomalyKind
 	Seq  uint64
 	Type log.EventType
 	Txn  string
@@ -33,6 +34,54 @@ func (a *Anomaly) Error() string {
 		return fmt.Sprintf("seq %d %s: %s", a.Seq, a.Type, a.Reason)
 	}
 	return fmt.Sprintf("seq %d %s %s: %s", a.Seq, a.Type, where, a.Reason)
+}
+
+// AnomalyKind classifies anomalies, for reports that group them.
+type AnomalyKind uint8
+
+// Anomaly kinds.
+const (
+	// AnomalyMalformed: an event that cannot mean anything (no payload,
+	// unknown type, no ss_ta, a negative recipient index, an unknown DSN
+	// kind).
+	AnomalyMalformed AnomalyKind = iota + 1
+	// AnomalyGap: sequence numbers are missing before the event.
+	AnomalyGap
+	// AnomalyUnknownTxn: the transaction was never received, or its
+	// content was released and it left the queue.
+	AnomalyUnknownTxn
+	// AnomalyNoRecipient: the recipient index was never created.
+	AnomalyNoRecipient
+	// AnomalyAfterTerminal: an event for a recipient after its terminal
+	// event (a second terminal event among them).
+	AnomalyAfterTerminal
+	// AnomalyDuplicate: a transaction received twice, a recipient index
+	// created twice, content released twice.
+	AnomalyDuplicate
+	// AnomalyEarlyRelease: ContentReleased while recipients or DSNs still
+	// needed the body.
+	AnomalyEarlyRelease
+	// AnomalySecondDelayWarning: a recipient warned about delay twice.
+	AnomalySecondDelayWarning
+)
+
+var anomalyKindNames = [...]string{
+	AnomalyMalformed:          "malformed",
+	AnomalyGap:                "gap",
+	AnomalyUnknownTxn:         "unknown-transaction",
+	AnomalyNoRecipient:        "no-such-recipient",
+	AnomalyAfterTerminal:      "after-terminal",
+	AnomalyDuplicate:          "duplicate",
+	AnomalyEarlyRelease:       "content-released-early",
+	AnomalySecondDelayWarning: "second-delay-warning",
+}
+
+// String names the kind as reports print it, for example "after-terminal".
+func (k AnomalyKind) String() string {
+	if int(k) < len(anomalyKindNames) && anomalyKindNames[k] != "" {
+		return anomalyKindNames[k]
+	}
+	return fmt.Sprintf("AnomalyKind(%d)", uint8(k))
 }
 
 // Anomalies returns the anomalies err carries: Apply returns one *Anomaly,
@@ -65,8 +114,9 @@ type anomalies struct {
 	errs  []error
 }
 
-func (as *anomalies) add(rcpt int32, format string, args ...any) {
+func (as *anomalies) add(kind AnomalyKind, rcpt int32, format string, args ...any) {
 	as.errs = append(as.errs, &Anomaly{
+		Kind:   kind,
 		Seq:    as.event.Seq,
 		Type:   typeOf(as.event),
 		Txn:    as.event.Txn,

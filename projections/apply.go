@@ -18,12 +18,12 @@ import (
 // applied.
 func (q *Queue) Apply(e log.Event) error {
 	if e.Seq <= q.seq {
-		return &Anomaly{Seq: e.Seq, Type: typeOf(e), Txn: e.Txn, Rcpt: e.Rcpt,
+		return &Anomaly{Kind: AnomalyDuplicate, Seq: e.Seq, Type: typeOf(e), Txn: e.Txn, Rcpt: e.Rcpt,
 			Reason: fmt.Sprintf("already applied (queue is at seq %d)", q.seq)}
 	}
 	as := anomalies{event: e}
 	if q.seq != 0 && e.Seq != q.seq+1 {
-		as.add(log.NoRcpt, "gap in the log: seq %d to %d missing", q.seq+1, e.Seq-1)
+		as.add(AnomalyGap, log.NoRcpt, "gap in the log: seq %d to %d missing", q.seq+1, e.Seq-1)
 	}
 	q.seq = e.Seq
 	if t := e.Time.UnixNano(); !e.Time.IsZero() && t > q.time {
@@ -99,11 +99,11 @@ func (q *Queue) Apply(e log.Event) error {
 			q.applyRedirect(e, p, &as)
 		}
 	default:
-		as.add(e.Rcpt, "unknown event type %d", typeOf(e))
+		as.add(AnomalyMalformed, e.Rcpt, "unknown event type %d", typeOf(e))
 		return as.err()
 	}
 	if e.Payload != nil && isNilPayload(e.Payload) {
-		as.add(e.Rcpt, "event without payload")
+		as.add(AnomalyMalformed, e.Rcpt, "event without payload")
 	}
 	return as.err()
 }
@@ -151,7 +151,7 @@ func isNilPayload(p log.Payload) bool {
 func (q *Queue) message(e log.Event, as *anomalies) (uint32, bool) {
 	slot, ok := q.store.lookup(e.Txn)
 	if !ok {
-		as.add(e.Rcpt, "unknown transaction")
+		as.add(AnomalyUnknownTxn, e.Rcpt, "unknown transaction")
 		return 0, false
 	}
 	return slot, true
@@ -162,12 +162,12 @@ func (q *Queue) message(e log.Event, as *anomalies) (uint32, bool) {
 func (q *Queue) liveRcpt(slot uint32, idx int32, as *anomalies) bool {
 	m := q.store.at(slot)
 	if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].state == StateNone {
-		as.add(idx, "no such recipient")
+		as.add(AnomalyNoRecipient, idx, "no such recipient")
 		return false
 	}
 	r := &m.rcpts[idx]
 	if !r.state.Live() {
-		as.add(idx, "recipient is already %s (seq %d)", r.state, r.lastSeq)
+		as.add(AnomalyAfterTerminal, idx, "recipient is already %s (seq %d)", r.state, r.lastSeq)
 		return false
 	}
 	return true
@@ -175,11 +175,11 @@ func (q *Queue) liveRcpt(slot uint32, idx int32, as *anomalies) bool {
 
 func (q *Queue) applyReceived(e log.Event, p *log.TxnReceived, as *anomalies) {
 	if e.Txn == "" {
-		as.add(log.NoRcpt, "transaction without ss_ta")
+		as.add(AnomalyMalformed, log.NoRcpt, "transaction without ss_ta")
 		return
 	}
 	if slot, dup := q.store.lookup(e.Txn); dup {
-		as.add(log.NoRcpt, "transaction already received (seq %d)", q.store.at(slot).seq)
+		as.add(AnomalyDuplicate, log.NoRcpt, "transaction already received (seq %d)", q.store.at(slot).seq)
 		return
 	}
 	contentIsTxn := p.Content == e.Txn
@@ -287,9 +287,9 @@ func (q *Queue) expand(e log.Event, slot uint32, p *log.RcptResolved, as *anomal
 	for _, k := range p.Expansion {
 		switch {
 		case k.Rcpt < 0:
-			as.add(k.Rcpt, "expansion of recipient %d uses a negative index", parent)
+			as.add(AnomalyMalformed, k.Rcpt, "expansion of recipient %d uses a negative index", parent)
 		case int(k.Rcpt) < len(m.rcpts) && m.rcpts[k.Rcpt].state != StateNone, seen[k.Rcpt]:
-			as.add(k.Rcpt, "expansion of recipient %d reuses index %d", parent, k.Rcpt)
+			as.add(AnomalyDuplicate, k.Rcpt, "expansion of recipient %d reuses index %d", parent, k.Rcpt)
 		default:
 			seen[k.Rcpt] = true
 			kids = append(kids, k)
@@ -452,12 +452,12 @@ func (q *Queue) applyDelayNotified(e log.Event, p *log.DelayNotified, as *anomal
 	m := q.store.at(slot)
 	for _, idx := range p.Rcpts {
 		if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].state == StateNone {
-			as.add(idx, "no such recipient")
+			as.add(AnomalyNoRecipient, idx, "no such recipient")
 			continue
 		}
 		r := &m.rcpts[idx]
 		if r.flags&rcptDelayWarned != 0 {
-			as.add(idx, "second delay warning for the recipient")
+			as.add(AnomalySecondDelayWarning, idx, "second delay warning for the recipient")
 		}
 		r.flags |= rcptDelayWarned
 	}
@@ -473,7 +473,7 @@ func (q *Queue) applyDSNQueued(e log.Event, p *log.DSNQueued, as *anomalies) {
 	var settled int32
 	for _, idx := range rcptList(m, p.Rcpts, true) {
 		if idx < 0 || int(idx) >= len(m.rcpts) || m.rcpts[idx].state == StateNone {
-			as.add(idx, "no such recipient")
+			as.add(AnomalyNoRecipient, idx, "no such recipient")
 			continue
 		}
 		r := &m.rcpts[idx]
@@ -487,7 +487,7 @@ func (q *Queue) applyDSNQueued(e log.Event, p *log.DSNQueued, as *anomalies) {
 				settled++
 			}
 		default:
-			as.add(log.NoRcpt, "unknown DSN kind %q", p.Kind)
+			as.add(AnomalyMalformed, log.NoRcpt, "unknown DSN kind %q", p.Kind)
 			return
 		}
 	}
@@ -503,11 +503,11 @@ func (q *Queue) applyContentReleased(e log.Event, as *anomalies) {
 	}
 	m := q.store.at(slot)
 	if m.flags&msgContentRemoved != 0 {
-		as.add(log.NoRcpt, "content released twice")
+		as.add(AnomalyDuplicate, log.NoRcpt, "content released twice")
 		return
 	}
 	if m.refs > 0 {
-		as.add(log.NoRcpt, "content released while %d references remain", m.refs)
+		as.add(AnomalyEarlyRelease, log.NoRcpt, "content released while %d references remain", m.refs)
 		m.flags |= msgContentRemoved
 		delete(q.releasable, slot)
 		return
@@ -562,7 +562,7 @@ func (q *Queue) applyDelete(e log.Event, as *anomalies) {
 	if e.Rcpt == log.NoRcpt {
 		targets = rcptList(m, nil, true)
 	} else if e.Rcpt < 0 || int(e.Rcpt) >= len(m.rcpts) || m.rcpts[e.Rcpt].state == StateNone {
-		as.add(e.Rcpt, "no such recipient")
+		as.add(AnomalyNoRecipient, e.Rcpt, "no such recipient")
 		return
 	}
 	for _, idx := range targets {
@@ -576,7 +576,7 @@ func (q *Queue) applyDelete(e log.Event, as *anomalies) {
 			r.flags &^= rcptDSNOwed
 			q.addRefs(slot, -1)
 		case e.Rcpt != log.NoRcpt:
-			as.add(idx, "recipient is already %s (seq %d)", r.state, r.lastSeq)
+			as.add(AnomalyAfterTerminal, idx, "recipient is already %s (seq %d)", r.state, r.lastSeq)
 		}
 	}
 }
@@ -618,7 +618,7 @@ func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 	}
 	m := q.store.at(slot)
 	if p.NewRcpt < 0 || (int(p.NewRcpt) < len(m.rcpts) && m.rcpts[p.NewRcpt].state != StateNone) {
-		as.add(e.Rcpt, "redirect to index %d, which is taken", p.NewRcpt)
+		as.add(AnomalyDuplicate, e.Rcpt, "redirect to index %d, which is taken", p.NewRcpt)
 		return
 	}
 	old := m.rcpts[e.Rcpt]

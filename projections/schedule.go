@@ -350,3 +350,15 @@ func (q *Queue) Releasable() []Message {
 	}
 	return out
 }
+
+// Finished answers the log's Archive (log.FinishedFunc): a message is
+// finished once the queue no longer holds it, that is once its
+// ContentReleased was applied (or when it was never received). The queue
+// does not remember when a message left, so the time is zero, and Archive
+// moves a finished message's events once they are themselves older than
+// ArchiveAfter. Like every method it must be called from the goroutine that
+// owns the Queue.
+func (q *Queue) Finished(txn string) (finishedAt time.Time, finished bool) {
+	_, held := q.store.lookup(txn)
+	return time.Time{}, !held
+}
