@@ -538,10 +538,10 @@ func (s *session) cmdHelo(arg string, ehlo bool) error {
 }
 
 // impersonates reports whether an EHLO name claims to be this host, for a
-// client that is not on loopback and was not let through with quick:ok or
-// quick:relay.
+// client that is not localhost (127.0.0.1 or ::1, as the seed says) and was
+// not let through with quick:ok or quick:relay.
 func (s *session) impersonates(name string) bool {
-	if s.remote.Addr().Unmap().IsLoopback() || (s.pol != nil && s.pol.Quick()) {
+	if a := s.remote.Addr().Unmap(); a == netip.IPv6Loopback() || a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || (s.pol != nil && s.pol.Quick()) {
 		return false
 	}
 	if strings.EqualFold(strings.TrimSuffix(name, "."), s.opts.Hostname) {
