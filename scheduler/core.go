@@ -1,0 +1,1072 @@
+package scheduler
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/projections"
+	"github.com/smx-mta/smx/smtp/client"
+)
+
+// key names one recipient: its message's ss_ta and its index.
+type key struct {
+	txn  string
+	rcpt int32
+}
+
+func (k key) String() string { return fmt.Sprintf("%s:%d", k.txn, k.rcpt) }
+
+// phase is where an AQ entry stands in the scheduler.
+type phase uint8
+
+const (
+	phaseResolving  phase = iota // waiting for SMAR
+	phaseReady                   // resolved, in a group waiting for a connection
+	phaseDelivering              // given to a delivery agent
+)
+
+// entry is one recipient in AQ, the scheduler's side of it.
+type entry struct {
+	rcpt         projections.Recipient
+	fromDeferred bool
+	takenAt      time.Time
+	phase        phase
+	group        *group
+}
+
+// group is the second level's unit: recipients of one message with one
+// destination and one envelope sender, to go in one transaction.
+type group struct {
+	txn, dest, sender string
+	conn              *conn
+	route             client.Route
+	entries           []*entry
+	receivedAt        time.Time
+	seq               uint64 // of the message, to order groups by age
+	index             int    // in conn.pending
+}
+
+// groupHeap orders groups by the age of their message.
+type groupHeap []*group
+
+func (h groupHeap) Len() int { return len(h) }
+func (h groupHeap) Less(i, j int) bool {
+	if !h[i].receivedAt.Equal(h[j].receivedAt) {
+		return h[i].receivedAt.Before(h[j].receivedAt)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h groupHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *groupHeap) Push(x any) {
+	g := x.(*group)
+	g.index = len(*h)
+	*h = append(*h, g)
+}
+func (h *groupHeap) Pop() any {
+	old := *h
+	g := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	g.index = -1
+	return g
+}
+
+// conn is the outgoing connection state of one destination IP (or LMTP
+// socket): the seed's OCC entry with the slow start window.
+type conn struct {
+	key     string
+	window  int // connections allowed now
+	max     int // ocm:
+	open    int // sessions open: busy and idle
+	busy    int
+	pending groupHeap
+}
+
+// idleSession is a session waiting in the connection cache for another
+// transaction to its destination.
+type idleSession struct {
+	sess  *client.Session
+	dest  string
+	conn  *conn
+	since time.Time
+}
+
+// resolveJob asks SMAR about the recipients of one message.
+type resolveJob struct {
+	txn        string
+	seq        uint64 // of the message's TxnReceived
+	receivedAt time.Time
+	rcpts      []projections.Recipient
+	// next is the first free recipient index for expansions.
+	next int32
+}
+
+// deliveryJob is one transaction for a delivery agent.
+type deliveryJob struct {
+	msg     projections.Message
+	dest    string
+	sender  string
+	route   client.Route
+	rcpts   []projections.Recipient
+	connKey string
+	// session is an idle session to reuse, or nil for a new one.
+	session *client.Session
+}
+
+// deliveryDone is what a finished delivery tells the core.
+type deliveryDone struct {
+	job *deliveryJob
+	// session is the session to keep for reuse, nil when it is closed.
+	session *client.Session
+	// connected is true when a session was used (new or reused).
+	connected bool
+	// destDown is true when the destination could not be reached.
+	destDown bool
+	// delivered counts recipients the server took.
+	delivered int
+}
+
+// dsnJob asks for one DSN to be built and queued.
+type dsnJob struct {
+	orig  projections.Message
+	rcpts []projections.Recipient
+	// kind is log.DSNFailure, log.DSNDelay or log.DSNSuccess.
+	kind string
+	// to is where the DSN goes.
+	to string
+	// doubleBounce marks a bounce of a message from the null sender,
+	// which goes to the double_bounce_address.
+	doubleBounce bool
+	// full asks for the whole original rather than its header.
+	full bool
+}
+
+// executor carries out what the core decides. The daemon's executor
+// starts goroutines; the tests' one answers from a script.
+type executor interface {
+	appendEvents(events []log.Event)
+	resolve(job *resolveJob)
+	deliver(job *deliveryJob)
+	buildDSN(job *dsnJob)
+	release(msg projections.Message)
+	closeSession(s *client.Session)
+}
+
+// Listener values of the TxnReceived of messages QMGR makes itself (the
+// field names the smtps section for received mail and is empty
+// otherwise).
+const (
+	ListenerDSN          = "qmgr-dsn"
+	ListenerDoubleBounce = "qmgr-double-bounce"
+)
+
+// core is the scheduler's state machine: it owns the projection and AQ,
+// and decides; it never blocks and never does I/O except through the
+// executor and point reads of the log (EventLog.Get). Only one goroutine
+// uses it.
+type core struct {
+	opts   *Options
+	q      *projections.Queue
+	exec   executor
+	retry  *retryPolicy
+	limits *connLimits
+	logger *slog.Logger
+	now    time.Time
+
+	aq           map[key]*entry
+	deferredInAQ int
+	takenOrder   []key // in take order, for scheduler_timeout
+	groups       map[groupKey]*group
+	conns        map[string]*conn
+	runnable     map[*conn]bool
+	idle         map[string][]*idleSession // by destination
+	idleCount    int
+
+	resolving   map[string]int // txn -> jobs in flight
+	resolveWait []*resolveJob  // jobs waiting for a free resolver or their txn
+	resolvers   int
+
+	destReason map[string]string // last reason a destination was marked down
+
+	dsnPending    map[string]time.Time // txn -> when its owed DSNs must go
+	dsnInProgress map[string]bool
+	releasing     map[string]bool
+	delayWarn     map[string][]int32 // txn -> recipients to warn
+
+	delivering int // delivery jobs in flight
+	dirty      bool
+	loadRefuse bool // the disk space hysteresis of LoadState
+}
+
+type groupKey struct{ txn, dest, sender string }
+
+func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) {
+	limits, err := newConnLimits(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &core{
+		opts: opts, q: q, exec: exec, limits: limits, logger: opts.Logger,
+		retry: &retryPolicy{min: opts.RetryMinDelay, max: opts.RetryMaxDelay, expiry: opts.QueueReturnTimeout,
+			fuzz: opts.RetryFuzz, rand: opts.Rand},
+		aq: map[key]*entry{}, groups: map[groupKey]*group{}, conns: map[string]*conn{},
+		runnable: map[*conn]bool{}, idle: map[string][]*idleSession{},
+		resolving: map[string]int{}, destReason: map[string]string{},
+		dsnPending: map[string]time.Time{}, dsnInProgress: map[string]bool{},
+		releasing: map[string]bool{}, delayWarn: map[string][]int32{},
+	}, nil
+}
+
+// start looks at the restored projection for DSNs that are owed.
+func (c *core) start(now time.Time) {
+	c.now = now
+	for _, m := range c.q.Messages() {
+		if m.DSNOwed > 0 {
+			c.dsnPending[m.Txn] = now
+		}
+	}
+}
+
+// apply folds one event from the feed and reacts to it.
+func (c *core) apply(ev log.Event) {
+	if err := c.q.Apply(ev); err != nil {
+		for _, a := range projections.Anomalies(err) {
+			c.logger.Warn("scheduler: event does not fit the queue", "anomaly", a.Error())
+		}
+	}
+	k := key{ev.Txn, ev.Rcpt}
+	switch p := ev.Payload.(type) {
+	case *log.TxnReceived:
+		c.dirty = true
+	case *log.RcptResolved:
+		c.onResolved(k, p)
+	case *log.RcptDeferred:
+		c.leave(k)
+		c.onDeferred(ev, p)
+	case *log.RcptDelivered, *log.RcptFailed, *log.RcptExpired:
+		c.leave(k)
+		c.onTerminal(ev)
+	case *log.Delete, *log.Redirect:
+		c.leaveAll(ev.Txn, ev.Rcpt)
+	case *log.Hold:
+		c.untakeAll(ev.Txn, ev.Rcpt)
+	case *log.DSNQueued:
+		delete(c.dsnInProgress, ev.Txn)
+		c.dirty = true
+	case *log.ContentReleased:
+		delete(c.releasing, ev.Txn)
+	case *log.Requeue, *log.Release:
+		// The projection made the recipients due (and forgot the host
+		// status of their destinations).
+		c.dirty = true
+	}
+}
+
+// leave drops an AQ entry whose recipient left AQ in the log.
+func (c *core) leave(k key) {
+	e, ok := c.aq[k]
+	if !ok {
+		return
+	}
+	c.drop(k, e)
+}
+
+func (c *core) drop(k key, e *entry) {
+	delete(c.aq, k)
+	if e.fromDeferred {
+		c.deferredInAQ--
+	}
+	if e.group != nil && e.phase == phaseReady {
+		c.removeFromGroup(e)
+	}
+	c.dirty = true
+}
+
+// leaveAll drops the entries of txn (all of them for NoRcpt) that are not
+// being delivered.
+func (c *core) leaveAll(txn string, rcpt int32) {
+	for k, e := range c.aq {
+		if k.txn == txn && (rcpt == log.NoRcpt || k.rcpt == rcpt) && e.phase != phaseDelivering {
+			c.drop(k, e)
+		}
+	}
+}
+
+// untakeAll puts back held recipients that are not being delivered.
+func (c *core) untakeAll(txn string, rcpt int32) {
+	for k, e := range c.aq {
+		if k.txn == txn && (rcpt == log.NoRcpt || k.rcpt == rcpt) && e.phase != phaseDelivering {
+			c.drop(k, e)
+			c.q.Untake(k.txn, k.rcpt)
+		}
+	}
+}
+
+func (c *core) removeFromGroup(e *entry) {
+	g := e.group
+	e.group = nil
+	for i, x := range g.entries {
+		if x == e {
+			g.entries = append(g.entries[:i], g.entries[i+1:]...)
+			break
+		}
+	}
+	if len(g.entries) == 0 {
+		delete(c.groups, groupKey{g.txn, g.dest, g.sender})
+		if g.index >= 0 {
+			heap.Remove(&g.conn.pending, g.index)
+		}
+	}
+}
+
+// onResolved moves a resolved recipient into its group, or defers it at
+// once when its destination is known to be down.
+func (c *core) onResolved(k key, p *log.RcptResolved) {
+	e, ok := c.aq[k]
+	if !ok || e.phase != phaseResolving {
+		return
+	}
+	if p.Mailer == "" {
+		// An alias expansion: the recipient is finished, the new ones
+		// are in IQDB.
+		c.drop(k, e)
+		c.dirty = true
+		return
+	}
+	e.rcpt.Destination = p.Destination
+	if until, down := c.q.HostDown(p.Destination, c.now); down {
+		c.drop(k, e)
+		reason := c.destReason[p.Destination]
+		if reason == "" {
+			reason = "destination is down"
+		}
+		c.exec.appendEvents([]log.Event{{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
+			NextTry: until, Reason: "not tried: " + p.Destination + " is down until " + until.Format(time.RFC3339) + ": " + reason,
+			Destination: p.Destination,
+		}}})
+		return
+	}
+	route := client.Route{Mailer: p.Mailer, Hops: p.Hops, Port: p.Port, Socket: p.Socket}
+	gk := groupKey{k.txn, p.Destination, e.rcpt.Sender}
+	g, ok := c.groups[gk]
+	if !ok {
+		ck := connKey(route)
+		cn := c.conn(ck)
+		g = &group{txn: k.txn, dest: p.Destination, sender: e.rcpt.Sender, conn: cn, route: route, index: -1}
+		if m, ok := c.q.Message(k.txn); ok {
+			g.receivedAt, g.seq = m.ReceivedAt, m.Seq
+		}
+		c.groups[gk] = g
+		heap.Push(&cn.pending, g)
+		c.runnable[cn] = true
+	}
+	e.phase = phaseReady
+	e.group = g
+	g.entries = append(g.entries, e)
+	c.dirty = true
+}
+
+// connKey names the connection state a route counts against: the first
+// address of the first hop (slow start is per destination IP), or the
+// LMTP socket.
+func connKey(r client.Route) string {
+	if r.Socket != "" || (r.Mailer == log.MailerLMTP && r.Port == 0 && len(r.Hops) == 0) {
+		return "unix:" + r.Socket
+	}
+	for _, h := range r.Hops {
+		if len(h.Addrs) > 0 {
+			return h.Addrs[0]
+		}
+		if h.Host != "" {
+			return h.Host
+		}
+	}
+	return "none"
+}
+
+func (c *core) conn(k string) *conn {
+	cn, ok := c.conns[k]
+	if !ok {
+		ip := k
+		if h, _, err := net.SplitHostPort(k); err == nil {
+			ip = h
+		}
+		initial, maximum := c.limits.lookup(ip)
+		cn = &conn{key: k, window: initial, max: maximum}
+		c.conns[k] = cn
+	}
+	return cn
+}
+
+// onDeferred reacts to a deferral: a destination marked down takes its
+// waiting recipients with it, and a recipient queued long enough is due a
+// delay warning.
+func (c *core) onDeferred(ev log.Event, p *log.RcptDeferred) {
+	if !p.HostDownUntil.IsZero() && p.Destination != "" {
+		c.destReason[p.Destination] = p.Reason
+		c.deferDestination(p.Destination, p.HostDownUntil, p.Reason)
+	}
+	r, ok := c.q.Recipient(ev.Txn, ev.Rcpt)
+	if !ok || r.DelayWarned || r.Sender == "" || !notifies(r.Notify, log.NotifyDelay) {
+		return
+	}
+	m, ok := c.q.Message(ev.Txn)
+	if !ok || m.DSNOf != "" {
+		return
+	}
+	if c.now.Sub(m.ReceivedAt) < c.opts.QueueDelayTimeout {
+		return
+	}
+	for _, i := range c.delayWarn[ev.Txn] {
+		if i == ev.Rcpt {
+			return
+		}
+	}
+	c.delayWarn[ev.Txn] = append(c.delayWarn[ev.Txn], ev.Rcpt)
+	c.dirty = true
+}
+
+// notifies reports whether NOTIFY n asks for condition (no NOTIFY means
+// FAILURE,DELAY).
+func notifies(n, condition log.Notify) bool {
+	if n == 0 {
+		return condition == log.NotifyFailure || condition == log.NotifyDelay
+	}
+	return n&log.NotifyNever == 0 && n&condition != 0
+}
+
+// deferDestination defers every recipient in AQ that waits for dest
+// (resolved, not yet given to a delivery agent) to until, without a
+// connection.
+func (c *core) deferDestination(dest string, until time.Time, reason string) {
+	var waiting []*entry
+	for gk, g := range c.groups {
+		if gk.dest == dest {
+			waiting = append(waiting, g.entries...)
+		}
+	}
+	slices.SortFunc(waiting, func(a, b *entry) int {
+		if n := strings.Compare(a.rcpt.Txn, b.rcpt.Txn); n != 0 {
+			return n
+		}
+		return int(a.rcpt.Rcpt - b.rcpt.Rcpt)
+	})
+	var events []log.Event
+	for _, e := range waiting {
+		k := key{e.rcpt.Txn, e.rcpt.Rcpt}
+		c.drop(k, e)
+		events = append(events, log.Event{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
+			NextTry: until, Reason: "not tried: " + dest + " is down: " + reason, Destination: dest,
+		}})
+	}
+	if len(events) > 0 {
+		c.exec.appendEvents(events)
+	}
+}
+
+// onTerminal notes DSNs owed after a terminal event, and double bounces.
+func (c *core) onTerminal(ev log.Event) {
+	m, ok := c.q.Message(ev.Txn)
+	if !ok {
+		return
+	}
+	if m.DSNOwed > 0 {
+		if _, pending := c.dsnPending[ev.Txn]; !pending {
+			c.dsnPending[ev.Txn] = c.now.Add(c.opts.MergeDelayMax)
+		}
+		c.dirty = true
+		return
+	}
+	switch ev.Payload.(type) {
+	case *log.RcptFailed, *log.RcptExpired:
+	default:
+		return
+	}
+	r, ok := c.q.Recipient(ev.Txn, ev.Rcpt)
+	if !ok || r.Sender != "" {
+		return
+	}
+	c.doubleBounce(m, r)
+}
+
+// doubleBounce handles a failed recipient of a message from the null
+// sender: its bounce goes to the double_bounce_address, unless the message
+// is itself a double bounce, which is dropped and logged: never a loop.
+func (c *core) doubleBounce(m projections.Message, r projections.Recipient) {
+	ev, err := c.opts.Log.Get(m.Seq)
+	tr, _ := ev.Payload.(*log.TxnReceived)
+	if err != nil || tr == nil {
+		c.logger.Error("scheduler: cannot read the message of a failed null-sender recipient", "txn", m.Txn, "err", err)
+		return
+	}
+	if tr.Listener == ListenerDoubleBounce {
+		c.opts.MailLog.Recipient("q_double_bounce_dropped", m.Txn, int(r.Rcpt)).Rcpt(r.Addr).
+			Str("status", "dropped").Str("reason", "double bounce undeliverable").Write()
+		c.logger.Warn("scheduler: double bounce undeliverable, dropped", "txn", m.Txn, "rcpt", r.Addr)
+		return
+	}
+	c.dsnInProgress[m.Txn] = true
+	c.exec.buildDSN(&dsnJob{orig: m, rcpts: []projections.Recipient{r}, kind: log.DSNFailure,
+		to: c.opts.DoubleBounceAddress, doubleBounce: true, full: !c.opts.HeaderOnly})
+}
+
+// fill is the first level: it moves due recipients into AQ following seed
+// 004's fairness. DEFEDB may first fill its reserved share, then IQDB takes
+// what it needs of the rest (new mail is favoured), then DEFEDB takes what
+// is left up to its cap, which keeps the rest for new mail.
+func (c *core) fill() {
+	sizes := c.q.Sizes()
+	free := c.opts.AQMaxEntries - sizes.AQ
+	if free <= 0 {
+		return
+	}
+	reserve := int(float64(c.opts.AQMaxEntries) * c.opts.DeferredReserve)
+	capD := int(float64(c.opts.AQMaxEntries) * c.opts.DeferredCap)
+	var taken []projections.Recipient
+	var fromDeferred []bool
+	take := func(from projections.QueueName, n int) int {
+		if n <= 0 {
+			return 0
+		}
+		rs := c.q.Take(from, c.now, n)
+		for range rs {
+			fromDeferred = append(fromDeferred, from == projections.DEFEDB)
+		}
+		taken = append(taken, rs...)
+		return len(rs)
+	}
+	n := take(projections.DEFEDB, min(free, reserve-c.deferredInAQ))
+	free -= n
+	c.deferredInAQ += n
+	free -= take(projections.IQDB, free)
+	n = take(projections.DEFEDB, min(free, capD-c.deferredInAQ))
+	c.deferredInAQ += n
+	if len(taken) == 0 {
+		return
+	}
+	c.admit(taken, fromDeferred)
+}
+
+// admit makes AQ entries of taken recipients and asks SMAR about them, one
+// job per message; recipients past queue_return_timeout expire instead.
+func (c *core) admit(taken []projections.Recipient, fromDeferred []bool) {
+	jobs := map[string]*resolveJob{}
+	var order []*resolveJob
+	var expired []log.Event
+	for i, r := range taken {
+		k := key{r.Txn, r.Rcpt}
+		m, ok := c.q.Message(r.Txn)
+		if !ok {
+			c.q.Untake(r.Txn, r.Rcpt)
+			if fromDeferred[i] {
+				c.deferredInAQ--
+			}
+			continue
+		}
+		e := &entry{rcpt: r, fromDeferred: fromDeferred[i], takenAt: c.now}
+		c.aq[k] = e
+		c.takenOrder = append(c.takenOrder, k)
+		if !c.now.Before(m.ReceivedAt.Add(c.opts.QueueReturnTimeout)) {
+			e.phase = phaseDelivering // no longer schedulable; leaves with the event
+			expired = append(expired, log.Event{Txn: r.Txn, Rcpt: r.Rcpt, Payload: &log.RcptExpired{
+				LastReason: c.lastReason(r), Enhanced: "4.4.7",
+			}})
+			continue
+		}
+		job := jobs[r.Txn]
+		if job == nil {
+			job = &resolveJob{txn: r.Txn, seq: m.Seq, receivedAt: m.ReceivedAt, next: c.nextIndex(r.Txn)}
+			jobs[r.Txn] = job
+			order = append(order, job)
+		}
+		job.rcpts = append(job.rcpts, r)
+	}
+	if len(expired) > 0 {
+		c.exec.appendEvents(expired)
+	}
+	c.resolveWait = append(c.resolveWait, order...)
+}
+
+// nextIndex returns the first recipient index of txn no recipient uses.
+func (c *core) nextIndex(txn string) int32 {
+	next := int32(0)
+	for _, r := range c.q.Recipients(txn) {
+		next = max(next, r.Rcpt+1)
+	}
+	return next
+}
+
+// lastReason returns the reason of the recipient's last deferral.
+func (c *core) lastReason(r projections.Recipient) string {
+	if r.LastSeq == 0 {
+		return ""
+	}
+	ev, err := c.opts.Log.Get(r.LastSeq)
+	if err != nil {
+		return ""
+	}
+	if p, ok := ev.Payload.(*log.RcptDeferred); ok {
+		return p.Reason
+	}
+	return ""
+}
+
+// startResolves hands waiting jobs to SMAR: at most MaxResolvers at a
+// time and one per message, so that expansions of one message get
+// distinct recipient indexes.
+func (c *core) startResolves() {
+	var keep []*resolveJob
+	for _, job := range c.resolveWait {
+		if c.resolvers >= c.opts.MaxResolvers || c.resolving[job.txn] > 0 {
+			keep = append(keep, job)
+			continue
+		}
+		// Recipients that left AQ while waiting are not resolved.
+		live := job.rcpts[:0]
+		for _, r := range job.rcpts {
+			if e, ok := c.aq[key{r.Txn, r.Rcpt}]; ok && e.phase == phaseResolving {
+				live = append(live, r)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		job.rcpts = live
+		job.next = max(job.next, c.nextIndex(job.txn))
+		c.resolvers++
+		c.resolving[job.txn]++
+		c.exec.resolve(job)
+	}
+	c.resolveWait = keep
+}
+
+// resolveDone is told when a resolve job has appended its events.
+func (c *core) resolveDone(job *resolveJob) {
+	c.resolvers--
+	if c.resolving[job.txn]--; c.resolving[job.txn] <= 0 {
+		delete(c.resolving, job.txn)
+	}
+	c.dirty = true
+}
+
+// maxRcpts is the transaction size for a mailer.
+func (c *core) maxRcpts(mailer string) int {
+	if mailer == log.MailerLMTP {
+		return c.opts.LMTPMaxRcptsPerTransaction
+	}
+	return c.opts.SMTPMaxRcptsPerTransaction
+}
+
+// dispatch gives ready groups to delivery agents, oldest first per
+// destination IP, over idle sessions to their destination or new sessions
+// within the slow start window.
+func (c *core) dispatch() {
+	conns := make([]*conn, 0, len(c.runnable))
+	for cn := range c.runnable {
+		conns = append(conns, cn)
+	}
+	slices.SortFunc(conns, func(a, b *conn) int { return strings.Compare(a.key, b.key) })
+	for _, cn := range conns {
+		for cn.pending.Len() > 0 {
+			g := cn.pending[0]
+			if c.resolving[g.txn] > 0 && len(g.entries) < c.maxRcpts(g.route.Mailer) {
+				// Wait for the rest of the message's recipients so that
+				// one transaction carries them all. Groups behind it
+				// are younger; they wait too (the resolution is short).
+				break
+			}
+			var sess *client.Session
+			if s := c.takeIdle(g.dest); s != nil {
+				sess = s.sess
+			} else if cn.open >= cn.window {
+				break
+			} else {
+				cn.open++
+			}
+			cn.busy++
+			c.startGroup(g, sess)
+		}
+		if cn.pending.Len() == 0 {
+			delete(c.runnable, cn)
+		}
+	}
+}
+
+// startGroup hands up to maxRcpts recipients of g to a delivery agent; the
+// rest of g stays queued.
+func (c *core) startGroup(g *group, sess *client.Session) {
+	n := min(len(g.entries), c.maxRcpts(g.route.Mailer))
+	batch := g.entries[:n]
+	job := &deliveryJob{dest: g.dest, sender: g.sender, route: g.route, connKey: g.conn.key, session: sess}
+	for _, e := range batch {
+		e.phase = phaseDelivering
+		e.group = nil
+		job.rcpts = append(job.rcpts, e.rcpt)
+	}
+	g.entries = append([]*entry(nil), g.entries[n:]...)
+	if len(g.entries) == 0 {
+		delete(c.groups, groupKey{g.txn, g.dest, g.sender})
+		heap.Remove(&g.conn.pending, g.index)
+	}
+	m, _ := c.q.Message(g.txn)
+	job.msg = m
+	c.delivering++
+	c.exec.deliver(job)
+}
+
+// takeIdle returns an idle session to dest, if any.
+func (c *core) takeIdle(dest string) *idleSession {
+	list := c.idle[dest]
+	for len(list) > 0 {
+		s := list[len(list)-1]
+		list = list[:len(list)-1]
+		c.idleCount--
+		if s.sess.Usable() {
+			c.setIdle(dest, list)
+			return s
+		}
+		s.conn.open--
+		c.exec.closeSession(s.sess)
+	}
+	c.setIdle(dest, list)
+	return nil
+}
+
+func (c *core) setIdle(dest string, list []*idleSession) {
+	if len(list) == 0 {
+		delete(c.idle, dest)
+	} else {
+		c.idle[dest] = list
+	}
+}
+
+// delivered is told when a delivery job is over: the slow start window
+// grows with a successful transaction and halves when the destination
+// could not be reached; a usable session waits for the next transaction.
+func (c *core) delivered(d deliveryDone) {
+	c.delivering--
+	cn := c.conn(d.job.connKey)
+	cn.busy--
+	switch {
+	case d.destDown:
+		cn.window = max(1, cn.window/2)
+	case d.connected:
+		cn.window = min(cn.max, cn.window+1)
+	}
+	if d.session != nil && !c.opts.NoReuseConnection && d.session.Usable() {
+		c.idle[d.job.dest] = append(c.idle[d.job.dest], &idleSession{sess: d.session, dest: d.job.dest, conn: cn, since: c.now})
+		c.idleCount++
+		for c.idleCount > c.opts.OCCMaxEntries {
+			c.evictOldestIdle()
+		}
+	} else {
+		cn.open--
+		if d.session != nil {
+			c.exec.closeSession(d.session)
+		}
+	}
+	if cn.pending.Len() > 0 {
+		c.runnable[cn] = true
+	}
+	c.dirty = true
+}
+
+func (c *core) evictOldestIdle() {
+	var oldest *idleSession
+	for _, list := range c.idle {
+		for _, s := range list {
+			if oldest == nil || s.since.Before(oldest.since) {
+				oldest = s
+			}
+		}
+	}
+	if oldest == nil {
+		c.idleCount = 0
+		return
+	}
+	c.removeIdle(oldest)
+}
+
+func (c *core) removeIdle(s *idleSession) {
+	list := c.idle[s.dest]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	c.setIdle(s.dest, list)
+	c.idleCount--
+	s.conn.open--
+	c.exec.closeSession(s.sess)
+	if s.conn.pending.Len() > 0 {
+		c.runnable[s.conn] = true
+	}
+}
+
+// expireIdle closes sessions idle longer than octo.
+func (c *core) expireIdle() {
+	var old []*idleSession
+	for _, list := range c.idle {
+		for _, s := range list {
+			if !c.now.Before(s.since.Add(c.opts.ConnectionCacheTimeout)) {
+				old = append(old, s)
+			}
+		}
+	}
+	slices.SortFunc(old, func(a, b *idleSession) int { return a.since.Compare(b.since) })
+	for _, s := range old {
+		c.removeIdle(s)
+	}
+}
+
+// timeouts defers recipients that stayed in AQ longer than
+// scheduler_timeout without reaching a delivery agent.
+func (c *core) timeouts() {
+	if len(c.takenOrder) > 2*len(c.aq)+1024 {
+		// Forget the keys of recipients that left AQ, keeping the order.
+		keep := c.takenOrder[:0]
+		for _, k := range c.takenOrder {
+			if _, ok := c.aq[k]; ok {
+				keep = append(keep, k)
+			}
+		}
+		c.takenOrder = keep
+	}
+	var events []log.Event
+	for len(c.takenOrder) > 0 {
+		k := c.takenOrder[0]
+		e, ok := c.aq[k]
+		if ok && e.takenAt.Add(c.opts.SchedulerTimeout).After(c.now) {
+			break
+		}
+		c.takenOrder = c.takenOrder[1:]
+		if !ok || e.phase == phaseDelivering {
+			continue
+		}
+		m, _ := c.q.Message(k.txn)
+		next, expired := c.retry.next(c.now, m.ReceivedAt)
+		var p log.Payload = &log.RcptDeferred{NextTry: next, Reason: "scheduler timeout: no result within " + c.opts.SchedulerTimeout.String(), Destination: e.rcpt.Destination}
+		if expired {
+			p = &log.RcptExpired{LastReason: "scheduler timeout", Enhanced: "4.4.7"}
+		}
+		c.drop(k, e)
+		events = append(events, log.Event{Txn: k.txn, Rcpt: k.rcpt, Payload: p})
+	}
+	if len(events) > 0 {
+		c.exec.appendEvents(events)
+	}
+}
+
+// dsns starts the DSN jobs that are due: owed DSNs once every recipient
+// of the message was tried at least once, merge_delay_max after the first
+// failure, or when max_errors_per_DSN are waiting; delay warnings at once.
+func (c *core) dsns() {
+	for _, txn := range sortedKeys(c.delayWarn) {
+		rcpts := c.delayWarn[txn]
+		if c.dsnInProgress[txn] {
+			continue
+		}
+		delete(c.delayWarn, txn)
+		m, ok := c.q.Message(txn)
+		if !ok {
+			continue
+		}
+		var list []projections.Recipient
+		for _, i := range rcpts {
+			if r, ok := c.q.Recipient(txn, i); ok && !r.DelayWarned && r.State == projections.StateDeferred {
+				list = append(list, r)
+			}
+		}
+		if len(list) == 0 {
+			continue
+		}
+		c.dsnInProgress[txn] = true
+		c.exec.buildDSN(&dsnJob{orig: m, rcpts: list, kind: log.DSNDelay, to: list[0].Sender})
+	}
+	for _, txn := range sortedKeys(c.dsnPending) {
+		due := c.dsnPending[txn]
+		if c.dsnInProgress[txn] {
+			continue
+		}
+		m, ok := c.q.Message(txn)
+		if !ok || m.DSNOwed == 0 {
+			delete(c.dsnPending, txn)
+			continue
+		}
+		rs := c.q.Recipients(txn)
+		var failed, success []projections.Recipient
+		untried, bouncedBefore := false, false
+		for _, r := range rs {
+			switch {
+			case r.DSNOwed && r.State == projections.StateDelivered:
+				success = append(success, r)
+			case r.DSNOwed:
+				failed = append(failed, r)
+			case r.State == projections.StateIncoming || r.State == projections.StateResolved || r.State == projections.StateInFlight:
+				untried = true
+			case r.State == projections.StateFailed || r.State == projections.StateExpired:
+				bouncedBefore = true
+			}
+		}
+		if untried && c.now.Before(due) && len(failed) < c.opts.MaxErrorsPerDSN && len(success) < c.opts.MaxErrorsPerDSN {
+			continue
+		}
+		delete(c.dsnPending, txn)
+		job := func(list []projections.Recipient, kind string, full bool) {
+			// One DSN per envelope sender (an expansion may have named a
+			// list owner): the others wait for the next round.
+			same := list[:0:0]
+			for _, r := range list {
+				if r.Sender == list[0].Sender {
+					same = append(same, r)
+				}
+			}
+			if len(same) < len(list) {
+				c.dsnPending[txn] = c.now
+			}
+			list = same
+			if len(list) > c.opts.MaxErrorsPerDSN {
+				list = list[:c.opts.MaxErrorsPerDSN]
+				c.dsnPending[txn] = c.now // the rest go in the next DSN
+			}
+			c.dsnInProgress[txn] = true
+			c.exec.buildDSN(&dsnJob{orig: m, rcpts: list, kind: kind, to: list[0].Sender, full: full})
+		}
+		switch {
+		case len(failed) > 0:
+			job(failed, log.DSNFailure, !c.opts.HeaderOnly && !bouncedBefore)
+		case len(success) > 0:
+			job(success, log.DSNSuccess, false)
+		}
+	}
+}
+
+// dsnDone is told when a DSN job is over; on failure the DSN is tried
+// again after retry_min_delay.
+func (c *core) dsnDone(job *dsnJob, err error) {
+	if err == nil {
+		return
+	}
+	delete(c.dsnInProgress, job.orig.Txn)
+	if job.kind == log.DSNDelay {
+		return
+	}
+	if !job.doubleBounce {
+		c.dsnPending[job.orig.Txn] = c.now.Add(c.opts.RetryMinDelay)
+	}
+	c.dirty = true
+}
+
+// releases asks the content store to release bodies nothing references.
+func (c *core) releases() {
+	for _, m := range c.q.Releasable() {
+		if c.releasing[m.Txn] || c.dsnInProgress[m.Txn] {
+			continue
+		}
+		c.releasing[m.Txn] = true
+		c.exec.release(m)
+	}
+}
+
+// releaseDone is told when a release failed, to try again later.
+func (c *core) releaseDone(txn string, err error) {
+	if err != nil {
+		delete(c.releasing, txn)
+	}
+}
+
+// step runs every decision that may be due at now.
+func (c *core) step(now time.Time) {
+	c.now = now
+	c.timeouts()
+	c.expireIdle()
+	c.dsns()
+	c.releases()
+	c.fill()
+	c.startResolves()
+	c.dispatch()
+	c.dirty = false
+}
+
+// nextWake returns when step must run next if nothing else happens.
+func (c *core) nextWake() (time.Time, bool) {
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	if c.q.Sizes().AQ < c.opts.AQMaxEntries {
+		// A due time in the past means the fairness limits hold those
+		// recipients back: AQ space freeing up wakes the scheduler then.
+		for _, from := range []projections.QueueName{projections.IQDB, projections.DEFEDB} {
+			if t, ok := c.q.NextDueIn(from); ok && t.After(c.now) {
+				consider(t)
+			}
+		}
+	}
+	for _, t := range c.dsnPending {
+		consider(t)
+	}
+	for _, list := range c.idle {
+		for _, s := range list {
+			consider(s.since.Add(c.opts.ConnectionCacheTimeout))
+		}
+	}
+	if len(c.takenOrder) > 0 {
+		if e, ok := c.aq[c.takenOrder[0]]; ok {
+			consider(e.takenAt.Add(c.opts.SchedulerTimeout))
+		} else {
+			consider(c.now.Add(time.Second))
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// shutdown closes every idle session.
+func (c *core) shutdown() {
+	for _, list := range c.idle {
+		for _, s := range list {
+			c.exec.closeSession(s.sess)
+		}
+	}
+	c.idle = map[string][]*idleSession{}
+	c.idleCount = 0
+}
+
+// describe renders the connection state for tests and smxctl.
+func (c *core) describeConns() string {
+	var b strings.Builder
+	keys := make([]string, 0, len(c.conns))
+	for k := range c.conns {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		cn := c.conns[k]
+		fmt.Fprintf(&b, "%s window=%d max=%d open=%d busy=%d waiting=%d\n", k, cn.window, cn.max, cn.open, cn.busy, cn.pending.Len())
+	}
+	return b.String()
+}
+
+// sortedKeys returns the keys of m in order, so that decisions taken over a
+// map come out the same way every time.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

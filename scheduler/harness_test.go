@@ -1,0 +1,653 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/projections"
+	"github.com/smx-mta/smx/scheduler/clock"
+	"github.com/smx-mta/smx/smtp/client"
+	"github.com/smx-mta/smx/smtp/resolver"
+)
+
+var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// memLog is an in-memory event log for tests: Append assigns Seq and Time.
+type memLog struct {
+	mu     sync.Mutex
+	clk    clock.Clock
+	events []log.Event
+	notify chan struct{}
+}
+
+func newMemLog(clk clock.Clock) *memLog { return &memLog{clk: clk, notify: make(chan struct{})} }
+
+func (l *memLog) Append(ctx context.Context, events ...log.Event) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range events {
+		events[i].Seq = uint64(len(l.events) + 1)
+		if events[i].Time.IsZero() {
+			events[i].Time = l.clk.Now()
+		}
+		l.events = append(l.events, events[i])
+	}
+	close(l.notify)
+	l.notify = make(chan struct{})
+	return uint64(len(l.events)), nil
+}
+
+func (l *memLog) Get(seq uint64) (log.Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq == 0 || seq > uint64(len(l.events)) {
+		return log.Event{}, fmt.Errorf("no event %d", seq)
+	}
+	return l.events[seq-1], nil
+}
+
+// Next implements Feed.
+func (l *memLog) Next(ctx context.Context, after uint64) ([]log.Event, error) {
+	for {
+		l.mu.Lock()
+		if uint64(len(l.events)) > after {
+			out := append([]log.Event(nil), l.events[after:]...)
+			l.mu.Unlock()
+			return out, nil
+		}
+		ch := l.notify
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (l *memLog) since(seq uint64) []log.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]log.Event(nil), l.events[seq:]...)
+}
+
+// memContent is an in-memory content store.
+type memContent struct {
+	mu     sync.Mutex
+	bodies   map[string][]byte
+	n        int
+	released int
+}
+
+func newMemContent() *memContent { return &memContent{bodies: map[string][]byte{}} }
+
+func (m *memContent) put(body string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n++
+	ref := fmt.Sprintf("c%d", m.n)
+	m.bodies[ref] = []byte(body)
+	return ref
+}
+
+func (m *memContent) Open(ref string) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.bodies[ref]
+	if !ok {
+		return nil, fmt.Errorf("no body %s", ref)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m *memContent) Store(ctx context.Context, txn string, env *log.TxnReceived, write func(io.Writer) error) (string, int64, error) {
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		return "", 0, err
+	}
+	ref := m.put(buf.String())
+	return ref, int64(buf.Len()), nil
+}
+
+// Release marks ref released; the body stays so that stories can print
+// the DSNs that were delivered.
+func (m *memContent) Release(ref string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.bodies[ref]; !ok {
+		return fmt.Errorf("release of unknown body %s", ref)
+	}
+	m.released++
+	return nil
+}
+
+func (m *memContent) body(ref string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return string(m.bodies[ref])
+}
+
+// server is how a scripted destination IP behaves.
+type server struct {
+	down  bool
+	rcpts map[string]client.Reply // per recipient replies; others get 250
+	dsn   bool
+}
+
+// harness drives the core synchronously with a script: resolutions and
+// deliveries are answered at once (or held, to test concurrency), so a
+// story runs deterministically on the fake clock.
+type harness struct {
+	t        *testing.T
+	clk      *clock.Fake
+	log      *memLog
+	content  *memContent
+	opts     Options
+	core     *core
+	shell    *Scheduler
+	routes   map[string]string // domain -> IP, "fail" or "tempfail"
+	servers  map[string]*server
+	hold     bool
+	held     []*deliveryJob
+	after    func()
+	done     []func()
+	applied  uint64
+	printed  uint64
+	ids      int
+	connects map[string]int // delivery attempts per IP
+}
+
+func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
+	clk := clock.NewFake(epoch)
+	h := &harness{t: t, clk: clk, log: newMemLog(clk), content: newMemContent(),
+		routes: map[string]string{}, servers: map[string]*server{}, connects: map[string]int{}}
+	h.opts = Options{
+		Hostname: "mx.smx.test", Log: h.log, Feed: h.log, Content: h.content, Clock: clk,
+		Rand: rand.New(rand.NewPCG(1, 2)), RetryFuzz: -1, NoReuseConnection: true,
+		NewTxnID: func() (string, error) { h.ids++; return fmt.Sprintf("D%d", h.ids), nil },
+	}
+	for _, a := range args {
+		v := ""
+		if len(a.Vals) > 0 {
+			v = a.Vals[0]
+		}
+		dur := func() time.Duration {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("%s: %v", a.Key, err)
+			}
+			return d
+		}
+		num := func() int { n, _ := strconv.Atoi(v); return n }
+		frac := func() float64 { f, _ := strconv.ParseFloat(v, 64); return f }
+		switch a.Key {
+		case "aq-max":
+			h.opts.AQMaxEntries = num()
+		case "reserve":
+			h.opts.DeferredReserve = frac()
+		case "cap":
+			h.opts.DeferredCap = frac()
+		case "initial":
+			h.opts.InitialConnections = num()
+		case "max":
+			h.opts.MaxConnections = num()
+		case "retry-min":
+			h.opts.RetryMinDelay = dur()
+		case "retry-max":
+			h.opts.RetryMaxDelay = dur()
+		case "fuzz":
+			h.opts.RetryFuzz = frac()
+		case "return":
+			h.opts.QueueReturnTimeout = dur()
+		case "warn":
+			h.opts.QueueDelayTimeout = dur()
+		case "merge":
+			h.opts.MergeDelayMax = dur()
+		case "max-errors":
+			h.opts.MaxErrorsPerDSN = num()
+		case "max-rcpts":
+			h.opts.SMTPMaxRcptsPerTransaction = num()
+		case "sched-timeout":
+			h.opts.SchedulerTimeout = dur()
+		case "hold-deliveries":
+			h.hold = true
+		case "oci":
+			h.opts.ConnLimits = append(h.opts.ConnLimits, ConnLimit{Key: a.Vals[0], Initial: atoi(a.Vals[1])})
+		case "ocm":
+			h.opts.ConnLimits = append(h.opts.ConnLimits, ConnLimit{Key: a.Vals[0], Max: atoi(a.Vals[1])})
+		default:
+			t.Fatalf("unknown init argument %s", a.Key)
+		}
+	}
+	h.opts = h.opts.withDefaults()
+	h.shell = &Scheduler{opts: h.opts}
+	c, err := newCore(&h.shell.opts, projections.New(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.core = c
+	h.shell.core = c
+	c.start(clk.Now())
+	return h
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// The executor, answering from the script.
+
+func (h *harness) appendEvents(events []log.Event) {
+	h.done = append(h.done, func() { h.log.Append(context.Background(), events...) })
+}
+
+func (h *harness) resolve(job *resolveJob) {
+	h.done = append(h.done, func() {
+		var results []resolveResult
+		for _, r := range job.rcpts {
+			_, domain, _ := strings.Cut(r.Addr, "@")
+			var res resolver.Result
+			switch route := h.routes[domain]; route {
+			case "", "fail":
+				res.Failure = &resolver.Failure{Code: 550, Enhanced: "5.1.2", Text: "no route to " + domain}
+			case "tempfail":
+				res.Failure = &resolver.Failure{Code: 451, Enhanced: "4.4.3", Text: "DNS lookup for " + domain + " failed"}
+			default:
+				res.Mailer = log.MailerESMTP
+				res.Destination = "esmtp:" + domain + ":25"
+				res.Hops = []resolver.Hop{{Host: "mx." + domain, Addrs: []netip.Addr{netip.MustParseAddr(route)}}}
+			}
+			results = append(results, resolveResult{rcpt: r, result: res})
+		}
+		tr, _ := h.shell.txnReceived(job.seq)
+		h.log.Append(context.Background(), resolveEvents(job, tr, results, h.clk.Now(), h.core.retry)...)
+		h.core.resolveDone(job)
+	})
+}
+
+func (h *harness) deliver(job *deliveryJob) {
+	if h.hold {
+		h.held = append(h.held, job)
+		return
+	}
+	h.done = append(h.done, func() { h.runDelivery(job) })
+}
+
+func (h *harness) runDelivery(job *deliveryJob) {
+	ip := job.route.Hops[0].Addrs[0]
+	h.connects[ip]++
+	srv := h.servers[ip]
+	if srv == nil {
+		srv = &server{}
+	}
+	env := &client.Envelope{Txn: job.msg.Txn, From: job.sender}
+	for _, r := range job.rcpts {
+		env.Rcpts = append(env.Rcpts, client.Recipient{Index: r.Rcpt, Addr: r.Addr, Notify: r.Notify})
+	}
+	h.log.Append(context.Background(), log.Event{Txn: job.msg.Txn, Rcpt: log.NoRcpt, Payload: &log.AttemptStarted{Rcpts: indexes(job.rcpts), Mailer: job.route.Mailer, IP: ip}})
+	done := deliveryDone{job: job}
+	var res *client.Result
+	if srv.down {
+		res = client.FailedResult(env, nil, &client.ConnectError{Attempts: []client.Attempt{{
+			Host: job.route.Hops[0].Host, IP: ip, Port: 25, Stage: client.StageConnect,
+			Reply: client.Reply{Code: 451, Enhanced: "4.4.1", Lines: []string{"connect to " + ip + ": connection refused"}, Local: true},
+		}}})
+		done.destDown = true
+	} else {
+		done.connected = true
+		res = &client.Result{Host: job.route.Hops[0].Host, IP: ip, Port: 25, Stage: client.StageDone, DSN: srv.dsn,
+			Reply: client.Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{"ok"}}}
+		for _, r := range env.Rcpts {
+			rep, ok := srv.rcpts[r.Addr]
+			stage := client.StageRcpt
+			if !ok {
+				rep, stage = client.Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{"ok"}}, client.StageDot
+			}
+			res.Rcpts = append(res.Rcpts, client.RcptResult{Rcpt: r, Reply: rep, Stage: stage})
+		}
+	}
+	h.log.Append(context.Background(), outcomeEvents(job, "C1", "C2", res, done.destDown, h.clk.Now(), h.core.retry)...)
+	h.core.delivered(done)
+}
+
+func indexes(rs []projections.Recipient) []int32 {
+	var out []int32
+	for _, r := range rs {
+		out = append(out, r.Rcpt)
+	}
+	return out
+}
+
+func (h *harness) buildDSN(job *dsnJob) {
+	h.done = append(h.done, func() {
+		err := h.shell.runDSN(context.Background(), job)
+		if err != nil {
+			h.t.Fatalf("runDSN: %v", err)
+		}
+		h.core.dsnDone(job, err)
+	})
+}
+
+func (h *harness) release(m projections.Message) {
+	h.done = append(h.done, func() {
+		h.log.Append(context.Background(), log.Event{Txn: m.Txn, Rcpt: log.NoRcpt, Payload: &log.ContentReleased{Content: m.Content}})
+		h.content.Release(m.Content)
+		h.core.releaseDone(m.Txn, nil)
+	})
+}
+
+func (h *harness) closeSession(*client.Session) {}
+
+// pump applies new events, steps the core and runs what it asked for,
+// until nothing changes.
+func (h *harness) pump() {
+	for i := 0; i < 100000; i++ {
+		evs := h.log.since(h.applied)
+		h.core.now = h.clk.Now()
+		for _, ev := range evs {
+			h.core.apply(ev)
+			h.applied = ev.Seq
+		}
+		h.core.step(h.clk.Now())
+		if len(h.done) == 0 && len(h.log.since(h.applied)) == 0 {
+			return
+		}
+		work := h.done
+		h.done = nil
+		for _, f := range work {
+			f()
+		}
+	}
+	h.t.Fatal("pump does not settle")
+}
+
+// advance moves the clock to each wake-up of the core in turn until d has
+// passed, as the real loop's timer would.
+func (h *harness) advance(d time.Duration) {
+	end := h.clk.Now().Add(d)
+	for {
+		h.pump()
+		next, ok := h.core.nextWake()
+		if !ok || next.After(end) {
+			break
+		}
+		if next.After(h.clk.Now()) {
+			h.clk.Set(next)
+		} else {
+			h.clk.Set(h.clk.Now().Add(time.Millisecond))
+		}
+	}
+	h.clk.Set(end)
+	h.pump()
+}
+
+func rel(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return "+" + t.Sub(epoch).String()
+}
+
+// format renders one event for the story's expected output.
+func format(ev log.Event) string {
+	id := ev.Txn
+	if ev.Rcpt != log.NoRcpt {
+		id += ":" + strconv.Itoa(int(ev.Rcpt))
+	}
+	s := fmt.Sprintf("%s %s %s", rel(ev.Time), ev.Type(), id)
+	switch p := ev.Payload.(type) {
+	case *log.TxnReceived:
+		var rs []string
+		for _, r := range p.Rcpts {
+			rs = append(rs, r.Addr)
+		}
+		s += fmt.Sprintf(" from=<%s> to=%s", p.Sender, strings.Join(rs, ","))
+		if p.DSNOf != "" {
+			s += " dsn-of=" + p.DSNOf + " " + p.Listener
+		}
+	case *log.RcptResolved:
+		s += " " + p.Destination
+	case *log.AttemptStarted:
+		s += fmt.Sprintf(" rcpts=%v ip=%s", p.Rcpts, p.IP)
+	case *log.AttemptFinished:
+		s += fmt.Sprintf(" stage=%s %d", p.Stage, p.Code)
+	case *log.RcptDeferred:
+		s += " next=" + rel(p.NextTry)
+		if !p.HostDownUntil.IsZero() {
+			s += " down"
+		}
+		s += " " + p.Reason
+	case *log.RcptDelivered:
+		if p.Relayed {
+			s += " relayed"
+		}
+	case *log.RcptFailed:
+		s += fmt.Sprintf(" %s %d %s", p.Stage, p.Code, p.Enhanced)
+	case *log.RcptExpired:
+		s += " " + p.Enhanced + " last=" + p.LastReason
+	case *log.DSNQueued:
+		s += fmt.Sprintf(" dsn=%s kind=%s rcpts=%v", p.DSN, p.Kind, p.Rcpts)
+	}
+	return s
+}
+
+// printNew returns the events appended since the last print; with quiet
+// it counts them by type instead.
+func (h *harness) printNew(quiet bool) string {
+	evs := h.log.since(h.printed)
+	if len(evs) > 0 {
+		h.printed = evs[len(evs)-1].Seq
+	}
+	var b strings.Builder
+	if quiet {
+		counts := map[string]int{}
+		for _, ev := range evs {
+			counts[ev.Type().String()]++
+		}
+		var keys []string
+		for k := range counts {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s: %d\n", k, counts[k])
+		}
+		return b.String()
+	}
+	for _, ev := range evs {
+		b.WriteString(format(ev))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (h *harness) receive(txn, from string, rcpts []log.Recipient) {
+	body := "From: <" + from + ">\r\nSubject: test " + txn + "\r\nMessage-ID: <" + txn + "@client>\r\n\r\nbody\r\n"
+	ref := h.content.put(body)
+	h.log.Append(context.Background(), log.Event{Txn: txn, Rcpt: log.NoRcpt, Payload: &log.TxnReceived{
+		Sender: from, Rcpts: rcpts, Content: ref, ContentSize: int64(len(body)), ReceivedAt: h.clk.Now(), Protocol: "ESMTP",
+	}})
+}
+
+func parseNotify(s string) log.Notify {
+	var n log.Notify
+	for _, p := range strings.Split(strings.ToUpper(s), ",") {
+		switch p {
+		case "NEVER":
+			n |= log.NotifyNever
+		case "SUCCESS":
+			n |= log.NotifySuccess
+		case "FAILURE":
+			n |= log.NotifyFailure
+		case "DELAY":
+			n |= log.NotifyDelay
+		}
+	}
+	return n
+}
+
+func TestStories(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var h *harness
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			if d.Cmd != "init" && h == nil {
+				h = newHarness(t, nil)
+			}
+			switch d.Cmd {
+			case "init":
+				h = newHarness(t, d.CmdArgs)
+				return ""
+			case "route":
+				// route DOMAIN IP|fail|tempfail
+				h.routes[d.CmdArgs[0].Key] = d.CmdArgs[1].Key
+				return ""
+			case "server":
+				// server IP up|down|dsn|rcpt=ADDR code=N enhanced=X text=...
+				ip := d.CmdArgs[0].Key
+				srv := h.servers[ip]
+				if srv == nil {
+					srv = &server{rcpts: map[string]client.Reply{}}
+					h.servers[ip] = srv
+				}
+				for _, a := range d.CmdArgs[1:] {
+					switch a.Key {
+					case "up":
+						srv.down = false
+					case "down":
+						srv.down = true
+					case "dsn":
+						srv.dsn = true
+					case "rcpt":
+						code := atoi(a.Vals[1])
+						srv.rcpts[a.Vals[0]] = client.Reply{Code: code, Enhanced: a.Vals[2], Lines: []string{strings.Join(a.Vals[3:], " ")}}
+					}
+				}
+				return ""
+			case "receive":
+				// receive TXN from=ADDR to=A,B notify=...
+				txn := d.CmdArgs[0].Key
+				var from string
+				var rcpts []log.Recipient
+				var notify log.Notify
+				for _, a := range d.CmdArgs[1:] {
+					switch a.Key {
+					case "from":
+						if len(a.Vals) > 0 {
+							from = a.Vals[0]
+						}
+					case "to":
+						for _, v := range a.Vals {
+							rcpts = append(rcpts, log.Recipient{Addr: v})
+						}
+					case "notify":
+						notify = parseNotify(strings.Join(a.Vals, ","))
+					}
+				}
+				for i := range rcpts {
+					rcpts[i].Notify = notify
+				}
+				h.receive(txn, from, rcpts)
+				return ""
+			case "flood":
+				// flood PREFIX n=N to=ADDR: N messages of one recipient.
+				prefix := d.CmdArgs[0].Key
+				var n int
+				var to string
+				d.ScanArgs(t, "n", &n)
+				d.ScanArgs(t, "to", &to)
+				for i := 0; i < n; i++ {
+					h.receive(fmt.Sprintf("%s%05d", prefix, i), "s@client.test", []log.Recipient{{Addr: to}})
+				}
+				return ""
+			case "run":
+				h.pump()
+				return h.printNew(d.HasArg("quiet"))
+			case "advance":
+				dur, err := time.ParseDuration(d.CmdArgs[0].Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.advance(dur)
+				return h.printNew(d.HasArg("quiet"))
+			case "finish":
+				// finish [n]: complete n held deliveries, oldest first.
+				n := len(h.held)
+				if len(d.CmdArgs) > 0 {
+					n = min(n, atoi(d.CmdArgs[0].Key))
+				}
+				jobs := h.held[:n]
+				h.held = append([]*deliveryJob(nil), h.held[n:]...)
+				for _, j := range jobs {
+					h.runDelivery(j)
+				}
+				h.pump()
+				return h.printNew(d.HasArg("quiet"))
+			case "inflight":
+				return fmt.Sprintf("%d\n", len(h.held))
+			case "conns":
+				return h.core.describeConns()
+			case "connects":
+				var ips []string
+				for ip := range h.connects {
+					ips = append(ips, ip)
+				}
+				sort.Strings(ips)
+				var b strings.Builder
+				for _, ip := range ips {
+					fmt.Fprintf(&b, "%s %d\n", ip, h.connects[ip])
+				}
+				return b.String()
+			case "queues":
+				s := h.core.q.Sizes()
+				return fmt.Sprintf("IQDB=%d AQ=%d DEFEDB=%d deferred-in-AQ=%d\n", s.IQDB, s.AQ, s.DEFEDB, h.core.deferredInAQ)
+			case "dsn":
+				// dsn TXN: the parsed DSN message.
+				return h.describeDSN(d.CmdArgs[0].Key)
+			case "load":
+				h.shell.publishLoad()
+				st := h.shell.LoadState()
+				return fmt.Sprintf("IQDB=%d/%d AQ=%d/%d DEFEDB=%d throttle=%v refuse=%v %s\n", st.IQDB, st.IQDBMax, st.AQ, st.AQMax, st.DEFEDB, st.Throttle, st.Refuse, st.Reason)
+			}
+			t.Fatalf("unknown command %s", d.Cmd)
+			return ""
+		})
+	})
+}
+
+// describeDSN parses the DSN message txn and prints its fields.
+func (h *harness) describeDSN(txn string) string {
+	var body string
+	for _, ev := range h.log.since(0) {
+		if p, ok := ev.Payload.(*log.TxnReceived); ok && ev.Txn == txn {
+			body = h.content.body(p.Content)
+		}
+	}
+	if body == "" {
+		return "no such DSN\n"
+	}
+	p, err := parseDSN([]byte(body))
+	if err != nil {
+		h.t.Fatalf("DSN %s does not parse: %v", txn, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "to=%s subject=%q\n", p.to, p.subject)
+	for _, r := range p.rcpts {
+		fmt.Fprintf(&b, "  %s action=%s status=%s", r.Get("Final-Recipient"), r.Get("Action"), r.Get("Status"))
+		if d := r.Get("Diagnostic-Code"); d != "" {
+			fmt.Fprintf(&b, " diag=%q", strings.Join(strings.Fields(d), " "))
+		}
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "  returned=%s\n", p.returned)
+	return b.String()
+}

@@ -1,0 +1,120 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/projections"
+)
+
+// The operator's actions, for the daemon's control socket (smxctl). Each
+// appends its event; the projection and the scheduler act on it when it
+// comes back through the feed. rcpt is a recipient index, or log.NoRcpt
+// for the whole message.
+
+// ErrUnknownMessage is returned for an ss_ta not in the queue.
+var ErrUnknownMessage = errors.New("scheduler: no such message in the queue")
+
+func (s *Scheduler) operator(ctx context.Context, txn string, rcpt int32, p log.Payload) error {
+	var known bool
+	if err := s.call(ctx, func(c *core) {
+		_, known = c.q.Message(txn)
+		if known && rcpt != log.NoRcpt {
+			_, known = c.q.Recipient(txn, rcpt)
+		}
+	}); err != nil {
+		return err
+	}
+	if !known {
+		return fmt.Errorf("%w: %s:%d", ErrUnknownMessage, txn, rcpt)
+	}
+	if _, err := s.opts.Log.Append(ctx, log.Event{Txn: txn, Rcpt: rcpt, Payload: p}); err != nil {
+		return fmt.Errorf("scheduler: %s %s: %w", p.EventType(), txn, err)
+	}
+	return nil
+}
+
+// Hold stops the delivery of a message or recipient until Release.
+func (s *Scheduler) Hold(ctx context.Context, txn string, rcpt int32, who log.Operator) error {
+	return s.operator(ctx, txn, rcpt, &log.Hold{Operator: who})
+}
+
+// Release undoes Hold.
+func (s *Scheduler) Release(ctx context.Context, txn string, rcpt int32, who log.Operator) error {
+	return s.operator(ctx, txn, rcpt, &log.Release{Operator: who})
+}
+
+// Delete removes a message or recipient from the queue without a DSN.
+func (s *Scheduler) Delete(ctx context.Context, txn string, rcpt int32, who log.Operator) error {
+	return s.operator(ctx, txn, rcpt, &log.Delete{Operator: who})
+}
+
+// Requeue makes a message or recipient due now, forgetting the host status
+// of its destinations (a flush of one message).
+func (s *Scheduler) Requeue(ctx context.Context, txn string, rcpt int32, who log.Operator) error {
+	return s.operator(ctx, txn, rcpt, &log.Requeue{Operator: who})
+}
+
+// Redirect sends recipient rcpt of txn to newAddr instead: the recipient
+// is finished and a new one takes its place in the same message.
+func (s *Scheduler) Redirect(ctx context.Context, txn string, rcpt int32, newAddr string, who log.Operator) error {
+	if rcpt == log.NoRcpt || newAddr == "" {
+		return errors.New("scheduler: redirect needs a recipient and an address")
+	}
+	var next int32
+	var known bool
+	if err := s.call(ctx, func(c *core) {
+		_, known = c.q.Recipient(txn, rcpt)
+		next = c.nextIndex(txn)
+	}); err != nil {
+		return err
+	}
+	if !known {
+		return fmt.Errorf("%w: %s:%d", ErrUnknownMessage, txn, rcpt)
+	}
+	_, err := s.opts.Log.Append(ctx, log.Event{Txn: txn, Rcpt: rcpt, Payload: &log.Redirect{Operator: who, NewAddr: newAddr, NewRcpt: next}})
+	return err
+}
+
+// FlushDomain requeues every deferred recipient whose address is in
+// domain (or a subdomain of it), like sendmail's ETRN or "mailq -qR". It
+// returns how many it requeued.
+func (s *Scheduler) FlushDomain(ctx context.Context, domain string, who log.Operator) (int, error) {
+	domain = strings.ToLower(strings.TrimPrefix(domain, "@"))
+	var events []log.Event
+	if err := s.call(ctx, func(c *core) {
+		for _, m := range c.q.Messages() {
+			for _, r := range c.q.Recipients(m.Txn) {
+				if r.State != projections.StateDeferred {
+					continue
+				}
+				_, d, ok := strings.Cut(r.Addr, "@")
+				d = strings.ToLower(d)
+				if ok && (d == domain || strings.HasSuffix(d, "."+domain)) {
+					events = append(events, log.Event{Txn: r.Txn, Rcpt: r.Rcpt, Payload: &log.Requeue{Operator: who}})
+				}
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if _, err := s.opts.Log.Append(ctx, events...); err != nil {
+		return 0, fmt.Errorf("scheduler: flush %s: %w", domain, err)
+	}
+	return len(events), nil
+}
+
+// Conns describes the outgoing connection state per destination IP: the
+// slow start window, its maximum, open and busy sessions and transactions
+// waiting, one line each.
+func (s *Scheduler) Conns(ctx context.Context) (string, error) {
+	var out string
+	err := s.call(ctx, func(c *core) { out = c.describeConns() })
+	return out, err
+}
