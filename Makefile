@@ -1,0 +1,63 @@
+# smx: build, run, test.
+#
+#   make run     build and start smxd on its embedded default configuration
+#   make test    go vet and every test with the race detector (fuzz seed
+#                corpora included)
+#   make bench   benchmarks of every package
+#   make fuzz    each fuzz target for FUZZTIME, one after another
+#   make install binaries to $(PREFIX), example configuration to
+#                $(SYSCONFDIR)/smx.conf unless one is there
+
+GO         ?= go
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc/smx
+DESTDIR    ?=
+TESTFLAGS  ?=
+BENCHFLAGS ?=
+FUZZTIME   ?= 30s
+PKGS       ?= ./...
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/smx-mta/smx/cmd/smxd/buildinfo.version=$(VERSION)
+
+.PHONY: all build run test bench fuzz install clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/smxd ./cmd/smxd
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/smxctl ./cmd/smxctl
+
+run: build
+	./bin/smxd run
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race $(TESTFLAGS) $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) $(PKGS)
+
+# Every FuzzXxx of every package, found with go test -list, runs for
+# FUZZTIME; a failure stops the run and leaves the input in testdata/fuzz.
+fuzz:
+	@set -e; \
+	for pkg in $$($(GO) list $(PKGS)); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)
+	install -m 0755 bin/smxd $(DESTDIR)$(PREFIX)/sbin/smxd
+	install -m 0755 bin/smxctl $(DESTDIR)$(PREFIX)/bin/smxctl
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/smx.conf ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/smx.conf"; \
+	else \
+		install -m 0644 cmd/smxd/smx.conf $(DESTDIR)$(SYSCONFDIR)/smx.conf; \
+	fi
+
+clean:
+	rm -rf bin
