@@ -85,7 +85,7 @@ func (l *memLog) since(seq uint64) []log.Event {
 
 // memContent is an in-memory content store.
 type memContent struct {
-	mu     sync.Mutex
+	mu       sync.Mutex
 	bodies   map[string][]byte
 	n        int
 	released int
