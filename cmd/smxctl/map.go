@@ -13,6 +13,7 @@ import (
 
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/smtp/maps"
+	"github.com/smx-mta/smx/smtp/policy"
 	"github.com/smx-mta/smx/smtp/resolver"
 	"github.com/smx-mta/smx/smtp/resolver/dnsclient"
 )
@@ -180,6 +181,14 @@ func mapSpecs(c *conf.Config, only string) ([]maps.Spec, error) {
 		}
 		specs = append(specs, spec)
 	}
+	var dnsblTags []string
+	for _, bl := range c.SMAR.DNSBL {
+		dnsblTags = append(dnsblTags, bl.Tag)
+	}
+	validate := map[string]func(map[string]string) error{
+		mapMailertable: resolver.CheckMailertable,
+		mapAccess:      policy.CheckAccessMap(dnsblTags),
+	}
 	files := []struct {
 		name, file, ref string
 		format          maps.Format
@@ -188,6 +197,15 @@ func mapSpecs(c *conf.Config, only string) ([]maps.Spec, error) {
 		{mapAliases, c.SMAR.Aliases.File, c.SMAR.Aliases.Name, maps.FormatAliases},
 		{mapAccess, c.SMAR.AccessMap.File, c.SMAR.AccessMap.Name, maps.FormatPlain},
 	}
+	// A declared map used as mailertable or access map is checked too.
+	for i := range specs {
+		switch specs[i].Name {
+		case c.SMAR.Mailertable.Name:
+			specs[i].Validate = validate[mapMailertable]
+		case c.SMAR.AccessMap.Name:
+			specs[i].Validate = validate[mapAccess]
+		}
+	}
 	for _, f := range files {
 		if f.ref != "" || f.file == "" {
 			continue
@@ -195,7 +213,8 @@ func mapSpecs(c *conf.Config, only string) ([]maps.Spec, error) {
 		if only != "" && only != f.name {
 			continue
 		}
-		specs = append(specs, maps.Spec{Name: f.name, Type: maps.TypeHash, File: f.file, Format: f.format})
+		specs = append(specs, maps.Spec{Name: f.name, Type: maps.TypeHash, File: f.file, Format: f.format,
+			Validate: validate[f.name]})
 	}
 	if only == "" {
 		return specs, nil

@@ -44,7 +44,7 @@ func millionAccessMap(b *testing.B) *Hash {
 		if millionErr = os.WriteFile(millionPath, []byte(sb.String()), 0o644); millionErr != nil {
 			return
 		}
-		millionMap, millionErr = OpenHash("access", millionPath, FormatPlain)
+		millionMap, millionErr = OpenHash("access", millionPath, FormatPlain, nil)
 	})
 	if millionErr != nil {
 		b.Fatal(millionErr)

@@ -105,7 +105,7 @@ func writeFile(t *testing.T, path, content string) {
 func TestHashReloadKeepsOldOnError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access")
 	writeFile(t, path, "a 1\n")
-	h, err := OpenHash("access", path, FormatPlain)
+	h, err := OpenHash("access", path, FormatPlain, nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 	v, found, err := h.Lookup(ctx, "A")
@@ -142,7 +142,7 @@ func TestHashReloadConcurrent(t *testing.T) {
 		return b.String()
 	}
 	writeFile(t, path, version(0))
-	h, err := OpenHash("m", path, FormatPlain)
+	h, err := OpenHash("m", path, FormatPlain, nil)
 	require.NoError(t, err)
 
 	const generations = 40
@@ -292,4 +292,25 @@ func TestSequenceErrors(t *testing.T) {
 	_, _, err = NewSequence("s", failingMap{false}).Lookup(ctx, "k")
 	require.Error(t, err)
 	require.False(t, IsTemporary(err))
+}
+
+func TestHashValidate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mt")
+	writeFile(t, path, "good.example esmtp:[127.0.0.1]\n")
+	check := func(entries map[string]string) error {
+		for k, v := range entries {
+			if strings.HasPrefix(v, "bad") {
+				return fmt.Errorf("entry %q: bad right-hand side", k)
+			}
+		}
+		return nil
+	}
+	h, err := OpenHash("mailertable", path, FormatPlain, check)
+	require.NoError(t, err)
+	writeFile(t, path, "good.example bad\n")
+	require.EqualError(t, h.Reload(), path+`: entry "good.example": bad right-hand side`)
+	v, _, _ := h.Lookup(context.Background(), "good.example")
+	require.Equal(t, "esmtp:[127.0.0.1]", v, "a version the check refuses is not used")
+	_, err = Open([]Spec{{Name: "mt", Type: TypeHash, File: path, Validate: check}})
+	require.Error(t, err)
 }

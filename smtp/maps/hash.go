@@ -2,6 +2,7 @@ package maps
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 )
 
@@ -10,15 +11,18 @@ import (
 // Reload swaps a freshly parsed version in atomically, so every lookup sees
 // either the old or the new file, never a mix.
 type Hash struct {
-	name    string
-	path    string
-	format  Format
-	current atomic.Pointer[Static]
+	name     string
+	path     string
+	format   Format
+	validate func(map[string]string) error
+	current  atomic.Pointer[Static]
 }
 
-// OpenHash reads the map file at path.
-func OpenHash(name, path string, format Format) (*Hash, error) {
-	h := &Hash{name: name, path: path, format: format}
+// OpenHash reads the map file at path. validate, if not nil, checks the
+// entries of every version before it is used (for example that each
+// mailertable right-hand side parses); a version it refuses is not loaded.
+func OpenHash(name, path string, format Format, validate func(map[string]string) error) (*Hash, error) {
+	h := &Hash{name: name, path: path, format: format, validate: validate}
 	if err := h.Reload(); err != nil {
 		return nil, err
 	}
@@ -30,6 +34,11 @@ func (h *Hash) Reload() error {
 	entries, err := ReadFile(h.path, h.format)
 	if err != nil {
 		return err
+	}
+	if h.validate != nil {
+		if err := h.validate(entries); err != nil {
+			return fmt.Errorf("%s: %w", h.path, err)
+		}
 	}
 	// ReadFile already folded the keys; wrap without copying again.
 	h.current.Store(&Static{name: h.name, entries: entries})

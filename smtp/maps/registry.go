@@ -27,6 +27,9 @@ type Spec struct {
 	File string
 	// Format is the syntax of a hash file.
 	Format Format
+	// Validate, if set, checks the entries of a hash map before a version
+	// is used, at open and at every reload.
+	Validate func(map[string]string) error
 	// MapName is the name sent to a socket map server (option mapname).
 	MapName string
 	// Path is the unix socket of a socket map (option path).
@@ -78,7 +81,7 @@ func (s *Set) build(sp Spec) (Map, error) {
 		if sp.File == "" {
 			return nil, fmt.Errorf("maps: hash map %s: no file", sp.Name)
 		}
-		return OpenHash(sp.Name, sp.File, sp.Format)
+		return OpenHash(sp.Name, sp.File, sp.Format, sp.Validate)
 	case TypePasswd:
 		return OpenPasswd(sp.Name, sp.File)
 	case TypeSequence:

@@ -96,3 +96,25 @@ func TestCertInfoFromTLS(t *testing.T) {
 	require.False(t, CertInfoFromTLS(tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}).Verified)
 	require.Equal(t, CertInfo{}, CertInfoFromTLS(tls.ConnectionState{}))
 }
+
+func TestCheckAccessMap(t *testing.T) {
+	check := CheckAccessMap([]string{"dnsbltest"})
+	good := map[string]string{}
+	for k, v := range testAccess {
+		good[k] = v
+	}
+	require.EqualError(t, check(good), `entry "cltaddr:127.0.70.1": access: unknown right-hand side "bogus"`)
+	delete(good, "cltaddr:127.0.70.1")
+	require.NoError(t, check(good))
+	for _, tc := range []struct{ key, value, want string }{
+		{"to:x", "allow", `entry "to:x": access: unknown right-hand side "allow"`},
+		{"dnsbltest:127.0.0.2", "error:250 x", `entry "dnsbltest:127.0.0.2": access: error: needs a 4xx or 5xx reply code, got "250"`},
+		{"protectedrcpt:l", "list:", `entry "protectedrcpt:l": protectedrcpt: bad restriction "list:"`},
+		{"protectedrcpt:l", "cltaddr:10.x", `entry "protectedrcpt:l": protectedrcpt: "cltaddr:10.x" is not an IP address or net`},
+		{"protectedrcpt:l", "nick:bob", `entry "protectedrcpt:l": protectedrcpt: unknown restriction "nick:bob"`},
+		{"protectedrcpt:l", "", `entry "protectedrcpt:l": protectedrcpt: no restrictions`},
+	} {
+		require.EqualError(t, check(map[string]string{tc.key: tc.value}), tc.want, tc.key)
+	}
+	require.NoError(t, check(map[string]string{"smtps_session_conf:127.0.0.1": "session_feature=notls;"}))
+}
