@@ -582,7 +582,7 @@ func TestStories(t *testing.T) {
 			case "finish":
 				// finish [n]: complete n held deliveries, oldest first.
 				n := len(h.held)
-				if len(d.CmdArgs) > 0 {
+				if len(d.CmdArgs) > 0 && d.CmdArgs[0].Key != "quiet" {
 					n = min(n, atoi(d.CmdArgs[0].Key))
 				}
 				jobs := h.held[:n]
