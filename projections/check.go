@@ -8,17 +8,20 @@ import (
 
 // Problem is an invariant the state of a Queue breaks.
 type Problem struct {
+	// Rule names the invariant: "refcount", "releasable", "due-index",
+	// "body-released" or "body-missing".
+	Rule   string
 	Txn    string
 	Rcpt   int32 // log.NoRcpt for the message as a whole
 	Reason string
 }
 
-// String renders the problem as "ss_ta:index: reason".
+// String renders the problem as "rule: ss_ta:index: reason".
 func (p Problem) String() string {
 	if p.Rcpt == log.NoRcpt {
-		return fmt.Sprintf("%s: %s", p.Txn, p.Reason)
+		return fmt.Sprintf("%s: %s: %s", p.Rule, p.Txn, p.Reason)
 	}
-	return fmt.Sprintf("%s:%d: %s", p.Txn, p.Rcpt, p.Reason)
+	return fmt.Sprintf("%s: %s:%d: %s", p.Rule, p.Txn, p.Rcpt, p.Reason)
 }
 
 // Check verifies the invariants that can be read off the state:
@@ -51,27 +54,27 @@ func (q *Queue) Check(exists func(content string) bool) []Problem {
 					h := q.heapOf(r)
 					pos := int(r.heapPos)
 					if pos >= h.len() || h.entries[pos].slot != slot || h.entries[pos].idx != uint32(i) || h.entries[pos].due != r.due {
-						out = append(out, Problem{txn, int32(i), "due index entry does not point back at the recipient"})
+						out = append(out, Problem{"due-index", txn, int32(i), "due index entry does not point back at the recipient"})
 					}
 				}
 				if want != have {
-					out = append(out, Problem{txn, int32(i), fmt.Sprintf("in due index: %v, should be: %v", have, want)})
+					out = append(out, Problem{"due-index", txn, int32(i), fmt.Sprintf("in due index: %v, should be: %v", have, want)})
 				}
 			}
 		}
 		if refs != m.refs {
-			out = append(out, Problem{txn, log.NoRcpt, fmt.Sprintf("reference count %d, recipients say %d", m.refs, refs)})
+			out = append(out, Problem{"refcount", txn, log.NoRcpt, fmt.Sprintf("reference count %d, recipients say %d", m.refs, refs)})
 		}
 		_, listed := q.releasable[slot]
 		if wantListed := refs == 0 && m.flags&msgContentRemoved == 0; listed != wantListed {
-			out = append(out, Problem{txn, log.NoRcpt, fmt.Sprintf("listed releasable: %v, should be: %v", listed, wantListed)})
+			out = append(out, Problem{"releasable", txn, log.NoRcpt, fmt.Sprintf("listed releasable: %v, should be: %v", listed, wantListed)})
 		}
 		if refs > 0 {
 			switch {
 			case m.flags&msgContentRemoved != 0:
-				out = append(out, Problem{txn, log.NoRcpt, fmt.Sprintf("content %s released while %d references remain", m.content(), refs)})
+				out = append(out, Problem{"body-released", txn, log.NoRcpt, fmt.Sprintf("content %s released while %d references remain", m.content(), refs)})
 			case exists != nil && !exists(m.content()):
-				out = append(out, Problem{txn, log.NoRcpt, fmt.Sprintf("content %s is missing from the content store (%d references)", m.content(), refs)})
+				out = append(out, Problem{"body-missing", txn, log.NoRcpt, fmt.Sprintf("content %s is missing from the content store (%d references)", m.content(), refs)})
 			}
 		}
 	}
