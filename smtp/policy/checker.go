@@ -67,7 +67,8 @@ type Options struct {
 	// DNS looks up client names and DNS blacklists. Required when Access
 	// is set.
 	DNS DNS
-	// DNSBL are the smar dnsbl sections, in the order given.
+	// DNSBL are the smar dnsbl sections, in the order given. Their
+	// answers are looked up in the access map, so they need it.
 	DNSBL []DNSBL
 	// DelayChecks is the smtps flag delay_checks: rejections at connect
 	// and MAIL (unless quick:) are returned at RCPT instead.
@@ -108,8 +109,8 @@ func New(opts Options) (*Checker, error) {
 	if opts.Resolver == nil {
 		return nil, errors.New("policy: no resolver")
 	}
-	if (opts.Access != nil || len(opts.DNSBL) > 0) && opts.DNS == nil {
-		return nil, errors.New("policy: the access map and DNS blacklists need DNS")
+	if opts.Access != nil && opts.DNS == nil {
+		return nil, errors.New("policy: the access map needs DNS")
 	}
 	for _, bl := range opts.DNSBL {
 		if bl.Domain == "" || bl.Tag == "" {
@@ -202,23 +203,20 @@ func (c *Checker) Connect(ctx context.Context, info ClientInfo) (*Session, Decis
 			s.relayAllowed = true
 		}
 	}
-	if c.opts.Access == nil && len(c.opts.DNSBL) == 0 {
+	if c.opts.Access == nil {
+		// Without the access map (the smtps flag access off) there is
+		// nothing to look client facts up in: no lookups at all.
 		return s, c.finish(Decision{Action: Accept})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var access maps.Map
-	if c.opts.Access != nil {
-		access = maps.View(c.opts.Access)
-	}
+	access := maps.View(c.opts.Access)
 
 	// Operations that do not decide anything by themselves: start the
 	// blacklist queries and find the client's name. Both are needed
 	// whatever the checks say (the name goes into Received:).
 	blacklists := c.startDNSBL(ctx, ip)
-	if access != nil {
-		s.clientName, s.clientResolve = c.clientName(ctx, ip)
-	}
+	s.clientName, s.clientResolve = c.clientName(ctx, ip)
 
 	checks := []func() (Decision, bool){
 		func() (Decision, bool) {
@@ -235,9 +233,6 @@ func (c *Checker) Connect(ctx context.Context, info ClientInfo) (*Session, Decis
 			// entries (seed 002, "Access Map").
 			return c.access(ctx, access, TagClientName, maps.Keys(maps.DomainKeys(s.clientName+".", true, false)...))
 		},
-	}
-	if access == nil {
-		checks = nil
 	}
 	checks = append(checks, func() (Decision, bool) { return c.checkDNSBL(ctx, access, blacklists) })
 	for _, check := range checks {
@@ -359,9 +354,6 @@ func (c *Checker) checkDNSBL(ctx context.Context, access maps.Map, results []cha
 		case r = <-results[i]:
 		case <-ctx.Done():
 			return replyTemp("Temporary DNS blacklist failure"), true
-		}
-		if access == nil {
-			continue
 		}
 		tag := bl.Tag + ":"
 		var keys []string

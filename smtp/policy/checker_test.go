@@ -407,7 +407,7 @@ func TestNewValidates(t *testing.T) {
 	_, err := New(Options{})
 	require.Error(t, err)
 	_, err = New(Options{Resolver: f.resolver, Access: maps.NewStatic("a", nil)})
-	require.ErrorContains(t, err, "need DNS")
-	_, err = New(Options{Resolver: f.resolver, DNS: f.dns, DNSBL: []DNSBL{{Domain: "x"}}})
+	require.ErrorContains(t, err, "needs DNS")
+	_, err = New(Options{Resolver: f.resolver, DNS: f.dns, Access: maps.NewStatic("a", nil), DNSBL: []DNSBL{{Domain: "x"}}})
 	require.ErrorContains(t, err, "domain and tag")
 }
