@@ -24,5 +24,6 @@ func newRootCmd() *cobra.Command {
 
 	root.AddCommand(newVersionCmd(flags))
 	root.AddCommand(newConfigCmd(flags))
+	root.AddCommand(newReconstructCmd(flags))
 	return root
 }
