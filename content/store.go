@@ -123,10 +123,10 @@ func (s *Store) Close() error {
 
 	s.mu.Lock()
 	err := s.err
-	if s.active != nil {
-		if serr := s.sealActiveLocked(); err == nil {
-			err = serr
-		}
+	// After a failed sync the segment is left unsealed: Open then checks
+	// every record in it instead of trusting a footer.
+	if s.active != nil && s.err == nil {
+		err = s.sealActiveLocked()
 	}
 	close(s.roundDone) // nobody waits forever on a round that never comes
 	s.roundDone = make(chan struct{})
