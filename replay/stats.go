@@ -117,7 +117,9 @@ func WriteStats(w io.Writer, t *Traffic, loc *time.Location) error {
 }
 
 func addDest(a, b projections.DestCounters) projections.DestCounters {
-	add := func(x, y projections.Tally) projections.Tally { return projections.Tally{Rcpts: x.Rcpts + y.Rcpts, Bytes: x.Bytes + y.Bytes} }
+	add := func(x, y projections.Tally) projections.Tally {
+		return projections.Tally{Rcpts: x.Rcpts + y.Rcpts, Bytes: x.Bytes + y.Bytes}
+	}
 	return projections.DestCounters{
 		Delivered: add(a.Delivered, b.Delivered),
 		Deferred:  add(a.Deferred, b.Deferred),
