@@ -314,3 +314,24 @@ func TestHashValidate(t *testing.T) {
 	_, err = Open([]Spec{{Name: "mt", Type: TypeHash, File: path, Validate: check}})
 	require.Error(t, err)
 }
+
+func FuzzParsePasswd(f *testing.F) {
+	f.Add("root:x:0:0:root:/root:/bin/bash\n+nis::::::\n# c\n")
+	f.Add("a:b\n")
+	f.Add("::::::\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		entries, err := ParsePasswd(strings.NewReader(in), "passwd")
+		if err != nil {
+			var fe *FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error without a position: %v", err)
+			}
+			return
+		}
+		for k, v := range entries {
+			if k == "" || k != Fold(k) || strings.Count(v, ":") != 5 {
+				t.Fatalf("bad entry %q -> %q", k, v)
+			}
+		}
+	})
+}

@@ -48,7 +48,7 @@ func splitAliasRHS(rhs string) ([]string, error) {
 	i := 0
 	for i < len(rhs) {
 		c := rhs[i]
-		if c == ' ' || c == '\t' {
+		if isBlank(c) {
 			i++
 			continue
 		}
@@ -74,7 +74,7 @@ func splitAliasRHS(rhs string) ([]string, error) {
 				if depth < 0 {
 					return nil, fmt.Errorf("unbalanced '>' in %q", rhs)
 				}
-			} else if (c == ' ' || c == '\t') && depth == 0 {
+			} else if isBlank(c) && depth == 0 {
 				break
 			}
 			i++
@@ -89,6 +89,8 @@ func splitAliasRHS(rhs string) ([]string, error) {
 	}
 	return out, nil
 }
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // macroValues are what ${name} expands to for one matched address.
 type macroValues struct {
