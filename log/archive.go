@@ -69,7 +69,7 @@ type archive struct {
 // Archive pass that did not get to commit, and their events are still in
 // the live log.
 func loadArchive(db *pebble.DB, dir string, writer bool, logger *slog.Logger) (*archive, error) {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecoderConcurrency(0))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderConcurrency(0))
 	if err != nil {
 		return nil, fmt.Errorf("log: zstd: %w", err)
 	}

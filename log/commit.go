@@ -105,6 +105,11 @@ func (l *Log) Append(ctx context.Context, events ...Event) (lastSeq uint64, err 
 			reqPool.Put(r)
 			return 0, fmt.Errorf("log: append event %d of %d (%s %s): %w", i+1, len(events), e.Txn, typeName(e), err)
 		}
+		if len(r.buf)-off > maxRecordSize {
+			reqPool.Put(r)
+			return 0, fmt.Errorf("log: append event %d of %d (%s %s): %d bytes encoded, more than %d",
+				i+1, len(events), e.Txn, typeName(e), len(r.buf)-off, maxRecordSize)
+		}
 		r.recs = append(r.recs, recSpan{off: off, end: len(r.buf), bodyCRC: crc})
 	}
 	if l.opts.directCommit {

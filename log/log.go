@@ -80,9 +80,10 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("log: open %s: %w", dir, err)
 	}
-	db, err := pebble.Open(filepath.Join(dir, "pebble"), pebbleOptions(opts, false))
+	pebbleDir := filepath.Join(dir, "pebble")
+	db, err := pebble.Open(pebbleDir, pebbleOptions(opts, false))
 	if err != nil {
-		return nil, fmt.Errorf("log: open %s: %w", dir, err)
+		return nil, openError(dir, pebbleDir, err)
 	}
 	l, err := open(dir, db, opts, false)
 	if err != nil {

@@ -40,6 +40,18 @@ func pebbleOptions(o Options, readOnly bool) *pebble.Options {
 		L0CompactionThreshold: 2,
 		L0StopWritesThreshold: 32,
 		Logger:                pebbleLogger{o.Logger},
+		EventListener: &pebble.EventListener{
+			// Pebble's default for corruption found in the background
+			// (by a compaction) is Logger.Fatalf. The log reports
+			// corruption to its readers with the record's position
+			// instead, and the daemon keeps serving what it can.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				o.Logger.Error("event log store damaged", "path", info.Path, "details", info.Details)
+			},
+			BackgroundError: func(err error) {
+				o.Logger.Error("event log store background error", "err", err)
+			},
+		},
 	}
 	for i := range po.Levels {
 		// Replay reads the log front to back; larger blocks compress

@@ -24,6 +24,11 @@ import (
 const (
 	recordFormat     = 1
 	recordHeaderSize = 5
+	// maxRecordSize bounds an encoded event, so that an archive block
+	// (segmentBlockSize plus at most one record) stays within what
+	// readers accept (maxBlockSize). Events are a few hundred bytes; a
+	// TxnReceived with 100,000 recipients is about 5 MiB.
+	maxRecordSize = 16 << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)

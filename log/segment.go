@@ -249,7 +249,9 @@ func syncDir(dir string) error {
 // segmentReader reads a sealed segment.
 type segmentReader struct {
 	name  string
-	f     *os.File
+	f     io.ReaderAt
+	size  int64
+	close func() error
 	dec   *zstd.Decoder
 	meta  segmentMeta
 	index []blockIndex
@@ -264,22 +266,39 @@ func openSegment(dir string, meta segmentMeta, dec *zstd.Decoder) (*segmentReade
 	if err != nil {
 		return nil, fmt.Errorf("log: open archive segment: %w", err)
 	}
-	r := &segmentReader{name: name, f: f, dec: dec, meta: meta}
-	if err := r.readIndex(); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		f.Close()
+		return nil, fmt.Errorf("log: open archive segment: %w", err)
+	}
+	r, err := newSegmentReader(name, f, fi.Size(), meta, dec)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.close = f.Close
+	return r, nil
+}
+
+// newSegmentReader reads the index of the segment in f, of size bytes. A
+// meta with size 0 accepts whatever the footer says.
+func newSegmentReader(name string, f io.ReaderAt, size int64, meta segmentMeta, dec *zstd.Decoder) (*segmentReader, error) {
+	r := &segmentReader{name: name, f: f, size: size, dec: dec, meta: meta}
+	if err := r.readIndex(); err != nil {
 		return nil, fmt.Errorf("log: archive segment %s: %w", name, err)
 	}
 	return r, nil
 }
 
-func (r *segmentReader) Close() error { return r.f.Close() }
+func (r *segmentReader) Close() error {
+	if r.close == nil {
+		return nil
+	}
+	return r.close()
+}
 
 func (r *segmentReader) readIndex() error {
-	fi, err := r.f.Stat()
-	if err != nil {
-		return err
-	}
-	size := fi.Size()
+	size := r.size
 	if size < segmentHeaderSize+segmentFooterSize {
 		return fmt.Errorf("%w: file of %d bytes", errSegment, size)
 	}
@@ -347,7 +366,7 @@ func (r *segmentReader) readBlock(i int, dst []byte) ([]byte, error) {
 		return nil, r.blockErr(b, err)
 	}
 	stored, raw := binary.BigEndian.Uint32(h[0:]), binary.BigEndian.Uint32(h[4:])
-	if raw > maxBlockSize || stored > maxBlockSize {
+	if raw > maxBlockSize || stored > maxBlockSize || int64(b.offset)+blockHeaderSize+int64(stored) > r.size {
 		return nil, r.blockErr(b, fmt.Errorf("%w: block of %d/%d bytes", errSegment, stored, raw))
 	}
 	buf := make([]byte, stored)
@@ -359,6 +378,16 @@ func (r *segmentReader) readBlock(i int, dst []byte) ([]byte, error) {
 	}
 	if crc32.Checksum(buf, crcTable) != binary.BigEndian.Uint32(h[8:]) {
 		return nil, r.blockErr(b, fmt.Errorf("%w: block %w", errSegment, ErrChecksum))
+	}
+	// The zstd frame must announce the size the block header says, before
+	// any memory is set aside for it: a damaged header cannot make the
+	// reader allocate more than the block's own bytes claim.
+	var zh zstd.Header
+	if err := zh.Decode(buf); err != nil || !zh.HasFCS || zh.FrameContentSize != uint64(raw) {
+		return nil, r.blockErr(b, fmt.Errorf("%w: block frame header does not match its %d bytes", errSegment, raw))
+	}
+	if cap(dst) < int(raw) {
+		dst = make([]byte, 0, raw)
 	}
 	out, err := r.dec.DecodeAll(buf, dst[:0])
 	if err != nil {
