@@ -193,8 +193,9 @@ type core struct {
 	idleCount    int
 
 	resolving   map[string]int // txn -> jobs in flight
-	resolveWait []*resolveJob  // jobs waiting for a free resolver or their txn
-	resolvers   int
+	resolveWait    []*resolveJob            // jobs waiting for a free resolver, in order
+	resolveBlocked map[string][]*resolveJob // jobs waiting for their message's job to end
+	resolvers      int
 
 	destReason map[string]string // last reason a destination was marked down
 
@@ -221,7 +222,7 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 			fuzz: opts.RetryFuzz, rand: opts.Rand},
 		aq: map[key]*entry{}, groups: map[groupKey]*group{}, conns: map[string]*conn{},
 		runnable: map[*conn]bool{}, idle: map[string][]*idleSession{},
-		resolving: map[string]int{}, destReason: map[string]string{},
+		resolving: map[string]int{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
 		dsnPending: map[string]time.Time{}, dsnInProgress: map[string]bool{},
 		releasing: map[string]bool{}, delayWarn: map[string][]int32{},
 	}, nil
@@ -625,10 +626,12 @@ func (c *core) lastReason(r projections.Recipient) string {
 // time and one per message, so that expansions of one message get
 // distinct recipient indexes.
 func (c *core) startResolves() {
-	var keep []*resolveJob
-	for _, job := range c.resolveWait {
-		if c.resolvers >= c.opts.MaxResolvers || c.resolving[job.txn] > 0 {
-			keep = append(keep, job)
+	for len(c.resolveWait) > 0 && c.resolvers < c.opts.MaxResolvers {
+		job := c.resolveWait[0]
+		c.resolveWait[0] = nil
+		c.resolveWait = c.resolveWait[1:]
+		if c.resolving[job.txn] > 0 {
+			c.resolveBlocked[job.txn] = append(c.resolveBlocked[job.txn], job)
 			continue
 		}
 		// Recipients that left AQ while waiting are not resolved.
@@ -647,7 +650,9 @@ func (c *core) startResolves() {
 		c.resolving[job.txn]++
 		c.exec.resolve(job)
 	}
-	c.resolveWait = keep
+	if len(c.resolveWait) == 0 {
+		c.resolveWait = nil
+	}
 }
 
 // resolveDone is told when a resolve job has appended its events.
@@ -655,7 +660,13 @@ func (c *core) resolveDone(job *resolveJob) {
 	c.resolvers--
 	if c.resolving[job.txn]--; c.resolving[job.txn] <= 0 {
 		delete(c.resolving, job.txn)
+		if blocked := c.resolveBlocked[job.txn]; len(blocked) > 0 {
+			delete(c.resolveBlocked, job.txn)
+			c.resolveWait = append(blocked, c.resolveWait...)
+		}
 	}
+	// A connection whose oldest group waited for this resolution stayed
+	// runnable (see dispatch).
 	c.dirty = true
 }
 
@@ -677,18 +688,22 @@ func (c *core) dispatch() {
 	}
 	slices.SortFunc(conns, func(a, b *conn) int { return strings.Compare(a.key, b.key) })
 	for _, cn := range conns {
+		waiting := false // for resolutions: stays runnable
 		for cn.pending.Len() > 0 {
 			g := cn.pending[0]
 			if c.resolving[g.txn] > 0 && len(g.entries) < c.maxRcpts(g.route.Mailer) {
 				// Wait for the rest of the message's recipients so that
 				// one transaction carries them all. Groups behind it
 				// are younger; they wait too (the resolution is short).
+				waiting = true
 				break
 			}
 			var sess *client.Session
 			if s := c.takeIdle(g.dest); s != nil {
 				sess = s.sess
 			} else if cn.open >= cn.window {
+				// Full: delivered or an idle session closing makes the
+				// connection runnable again.
 				break
 			} else {
 				cn.open++
@@ -696,7 +711,7 @@ func (c *core) dispatch() {
 			cn.busy++
 			c.startGroup(g, sess)
 		}
-		if cn.pending.Len() == 0 {
+		if !waiting {
 			delete(c.runnable, cn)
 		}
 	}
