@@ -192,7 +192,7 @@ type core struct {
 	idle         map[string][]*idleSession // by destination
 	idleCount    int
 
-	resolving   map[string]int // txn -> jobs in flight
+	resolving      map[string]int           // txn -> jobs in flight
 	resolveWait    []*resolveJob            // jobs waiting for a free resolver, in order
 	resolveBlocked map[string][]*resolveJob // jobs waiting for their message's job to end
 	resolvers      int
