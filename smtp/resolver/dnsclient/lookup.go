@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/miekg/dns"
 )
@@ -67,22 +68,39 @@ func (c *Client) Route(ctx context.Context, domain string) ([]Host, error) {
 	if len(mxs) > c.opts.MaxMX {
 		mxs = mxs[:c.opts.MaxMX]
 	}
+	// The exchangers' addresses are looked up concurrently; the caps are
+	// applied afterwards, in preference order.
+	type lookup struct {
+		addrs []netip.Addr
+		err   error
+	}
+	results := make([]lookup, len(mxs))
+	var wg sync.WaitGroup
+	for i, mx := range mxs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addrs, err := c.hostAddrs(ctx, mx.Mx, c.opts.MaxAddrsPerMX)
+			results[i] = lookup{addrs, err}
+		}()
+	}
+	wg.Wait()
 	hosts := make([]Host, 0, len(mxs))
 	total := 0
 	var tempErr error
-	for _, mx := range mxs {
-		if total >= c.opts.MaxAddrs {
-			break
-		}
-		addrs, err := c.hostAddrs(ctx, mx.Mx, min(c.opts.MaxAddrsPerMX, c.opts.MaxAddrs-total))
+	for i, mx := range mxs {
+		addrs, err := results[i].addrs, results[i].err
 		if err != nil {
 			if IsTemporary(err) && tempErr == nil {
 				tempErr = err
 			}
 			continue
 		}
-		if len(addrs) == 0 {
+		if len(addrs) == 0 || total >= c.opts.MaxAddrs {
 			continue
+		}
+		if len(addrs) > c.opts.MaxAddrs-total {
+			addrs = addrs[:c.opts.MaxAddrs-total]
 		}
 		total += len(addrs)
 		hosts = append(hosts, Host{Name: strings.TrimSuffix(mx.Mx, "."), Preference: int(mx.Preference), Addrs: addrs})
@@ -130,15 +148,19 @@ func (c *Client) sortMX(mxs []*dns.MX) {
 // empty list. When one of the two lookups fails temporarily and the other
 // has addresses, those are used.
 func (c *Client) hostAddrs(ctx context.Context, name string, max int) ([]netip.Addr, error) {
-	a, errA := c.lookupAddrs(ctx, name, dns.TypeA)
-	if errA == nil && len(a) >= max {
-		return a[:max], nil
-	}
 	var aaaa []netip.Addr
 	var errAAAA error
-	if !c.opts.NoIPv6 {
-		aaaa, errAAAA = c.lookupAddrs(ctx, name, dns.TypeAAAA)
+	done := make(chan struct{})
+	if c.opts.NoIPv6 {
+		close(done)
+	} else {
+		go func() {
+			defer close(done)
+			aaaa, errAAAA = c.lookupAddrs(ctx, name, dns.TypeAAAA)
+		}()
 	}
+	a, errA := c.lookupAddrs(ctx, name, dns.TypeA)
+	<-done
 	addrs := append(a, aaaa...)
 	if len(addrs) > max {
 		addrs = addrs[:max]
