@@ -53,3 +53,8 @@ func (s *Session) Discarded() bool { return s.discardSession }
 // discarded: MAIL returned discard, a RCPT returned quick:discard, or the
 // whole session is discarded. The server accepts the message and drops it.
 func (s *Session) TransactionDiscarded() bool { return s.discardSession || s.discardTxn }
+
+// Quick reports whether the connect checks ended in quick:ok or
+// quick:relay, which exempts the client from the SMTP server's EHLO
+// self-impersonation check (check_EHLO).
+func (s *Session) Quick() bool { return s.sessionQuick == Accept || s.sessionQuick == Relay }
