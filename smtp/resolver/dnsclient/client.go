@@ -234,11 +234,21 @@ type answer struct {
 	expires time.Time
 }
 
+// errNotCached is what a cache-only query returns when the answer is not
+// in the cache.
+var errNotCached = errors.New("dnsclient: not cached")
+
 // query asks for name/qtype, following CNAMEs, using the cache.
 func (c *Client) query(ctx context.Context, name string, qtype uint16) (answer, error) {
+	return c.queryCache(ctx, name, qtype, false)
+}
+
+// queryCache is query; with cacheOnly it never sends a question and
+// returns errNotCached instead.
+func (c *Client) queryCache(ctx context.Context, name string, qtype uint16, cacheOnly bool) (answer, error) {
 	name = dns.CanonicalName(name)
 	for hop := 0; hop <= maxCNAMEChain; hop++ {
-		ans, target, err := c.queryOne(ctx, name, qtype)
+		ans, target, err := c.queryOne(ctx, name, qtype, cacheOnly)
 		if err != nil || target == "" {
 			return ans, err
 		}
@@ -250,13 +260,16 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (answer, 
 
 // queryOne asks for one name. When the answer ends in a CNAME whose target
 // has no records in it, target names the next name to ask.
-func (c *Client) queryOne(ctx context.Context, name string, qtype uint16) (answer, string, error) {
+func (c *Client) queryOne(ctx context.Context, name string, qtype uint16, cacheOnly bool) (answer, string, error) {
 	key := cacheKey{name: name, qtype: qtype}
 	now := c.opts.Now()
 	if c.cache != nil {
 		if e, ok := c.cache.get(key, now); ok {
 			return e.answer, e.target, nil
 		}
+	}
+	if cacheOnly {
+		return answer{}, "", errNotCached
 	}
 	msg, err := c.exchange(ctx, name, qtype)
 	if err != nil {

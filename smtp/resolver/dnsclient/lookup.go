@@ -77,6 +77,11 @@ func (c *Client) Route(ctx context.Context, domain string) ([]Host, error) {
 	results := make([]lookup, len(mxs))
 	var wg sync.WaitGroup
 	for i, mx := range mxs {
+		// With a warm cache there is nothing to wait for: no goroutine.
+		if addrs, ok, err := c.cachedHostAddrs(ctx, mx.Mx, c.opts.MaxAddrsPerMX); ok {
+			results[i] = lookup{addrs, err}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -148,6 +153,9 @@ func (c *Client) sortMX(mxs []*dns.MX) {
 // empty list. When one of the two lookups fails temporarily and the other
 // has addresses, those are used.
 func (c *Client) hostAddrs(ctx context.Context, name string, max int) ([]netip.Addr, error) {
+	if addrs, ok, err := c.cachedHostAddrs(ctx, name, max); ok {
+		return addrs, err
+	}
 	var aaaa []netip.Addr
 	var errAAAA error
 	done := make(chan struct{})
@@ -161,6 +169,30 @@ func (c *Client) hostAddrs(ctx context.Context, name string, max int) ([]netip.A
 	}
 	a, errA := c.lookupAddrs(ctx, name, dns.TypeA)
 	<-done
+	return mergeAddrs(a, errA, aaaa, errAAAA, max)
+}
+
+// cachedHostAddrs is hostAddrs from the cache alone; ok is false when an
+// answer it needs is not cached.
+func (c *Client) cachedHostAddrs(ctx context.Context, name string, max int) (addrs []netip.Addr, ok bool, err error) {
+	a, errA := c.lookupAddrsCache(ctx, name, dns.TypeA, true)
+	if errors.Is(errA, errNotCached) {
+		return nil, false, nil
+	}
+	var aaaa []netip.Addr
+	var errAAAA error
+	if !c.opts.NoIPv6 {
+		aaaa, errAAAA = c.lookupAddrsCache(ctx, name, dns.TypeAAAA, true)
+		if errors.Is(errAAAA, errNotCached) {
+			return nil, false, nil
+		}
+	}
+	addrs, err = mergeAddrs(a, errA, aaaa, errAAAA, max)
+	return addrs, true, err
+}
+
+// mergeAddrs puts the A and AAAA answers together, at most max addresses.
+func mergeAddrs(a []netip.Addr, errA error, aaaa []netip.Addr, errAAAA error, max int) ([]netip.Addr, error) {
 	addrs := append(a, aaaa...)
 	if len(addrs) > max {
 		addrs = addrs[:max]
@@ -180,7 +212,11 @@ func (c *Client) hostAddrs(ctx context.Context, name string, max int) ([]netip.A
 }
 
 func (c *Client) lookupAddrs(ctx context.Context, name string, qtype uint16) ([]netip.Addr, error) {
-	ans, err := c.query(ctx, name, qtype)
+	return c.lookupAddrsCache(ctx, name, qtype, false)
+}
+
+func (c *Client) lookupAddrsCache(ctx context.Context, name string, qtype uint16, cacheOnly bool) ([]netip.Addr, error) {
+	ans, err := c.queryCache(ctx, name, qtype, cacheOnly)
 	if err != nil {
 		return nil, err
 	}
