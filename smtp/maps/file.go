@@ -35,6 +35,7 @@ type FileError struct {
 	Msg  string
 }
 
+// Error renders "file:line:col: message".
 func (e *FileError) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
 }

@@ -47,6 +47,7 @@ type LookupError struct {
 	Err       error
 }
 
+// Error says which map, which key, and whether the failure is temporary.
 func (e *LookupError) Error() string {
 	kind := "permanent"
 	if e.Temporary {
@@ -55,6 +56,7 @@ func (e *LookupError) Error() string {
 	return fmt.Sprintf("map %s: lookup %q: %s failure: %v", e.Map, e.Key, kind, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *LookupError) Unwrap() error { return e.Err }
 
 // IsTemporary reports whether err is a temporary lookup failure. Errors

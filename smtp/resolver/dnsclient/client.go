@@ -187,6 +187,7 @@ const (
 var kindNames = [...]string{"", "NXDOMAIN", "no address", "null MX", "MX names an IP address",
 	"SERVFAIL", "timeout", "network error"}
 
+// String names the kind, for example "NXDOMAIN".
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
@@ -202,6 +203,7 @@ type Error struct {
 	Err  error // the underlying error, if any
 }
 
+// Error says what was asked and how it failed.
 func (e *Error) Error() string {
 	s := fmt.Sprintf("dns: %s %s: %s", e.Type, e.Name, e.Kind)
 	if e.Err != nil {
@@ -210,6 +212,7 @@ func (e *Error) Error() string {
 	return s
 }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Temporary reports whether the failure may go away by itself.
