@@ -24,6 +24,7 @@ func newRootCmd() *cobra.Command {
 
 	root.AddCommand(newVersionCmd(flags))
 	root.AddCommand(newConfigCmd(flags))
+	root.AddCommand(newMapCmd(flags))
 	root.AddCommand(newReconstructCmd(flags))
 	return root
 }
