@@ -151,6 +151,11 @@ func runClients[S any](b *testing.B, n int, open func() (S, error), op func(S) (
 		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "ops/s")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		var sum time.Duration
+		for _, d := range lat {
+			sum += d
+		}
+		b.ReportMetric(float64(sum.Microseconds())/float64(len(lat))/1000, "mean-ms")
 	}
 }
 
