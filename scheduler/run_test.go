@@ -92,12 +92,19 @@ func startSink(t *testing.T, s *sink) int {
 }
 
 // loopbackResolver routes every domain to 127.0.0.1 at one port.
-type loopbackResolver struct{ port int }
+type loopbackResolver struct {
+	port   int
+	mailer string
+}
 
 func (r loopbackResolver) Resolve(ctx context.Context, rcpt string) resolver.Result {
 	_, domain, _ := strings.Cut(rcpt, "@")
+	mailer := r.mailer
+	if mailer == "" {
+		mailer = log.MailerESMTP
+	}
 	return resolver.Result{
-		Address: rcpt, Mailer: log.MailerESMTP, Port: r.port, Destination: "esmtp:" + domain + ":" + fmt.Sprint(r.port),
+		Address: rcpt, Mailer: mailer, Port: r.port, Destination: mailer + ":" + domain + ":" + fmt.Sprint(r.port),
 		Hops: []resolver.Hop{{Host: "mx." + domain, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}},
 	}
 }
@@ -221,6 +228,8 @@ func TestRunDelivers(t *testing.T) {
 	require.Contains(t, logged, "rcpt=<nobody@b.test>")
 	require.Contains(t, logged, "q_dsn_queued")
 }
+
+type clockReal = clock.Real
 
 type writerFunc func([]byte) (int, error)
 
