@@ -143,7 +143,7 @@ func (s *session) cmdData(arg string) error {
 	if err := s.flush(); err != nil {
 		return errQuit
 	}
-	s.dc.dataDeadline = s.opts.Now().Add(s.opts.DataTimeout)
+	s.dc.dataDeadline = time.Now().Add(s.opts.DataTimeout)
 	dr := smtp.NewDataReader(s.br, s.opts.MaxLineLength)
 	_, err := dr.WriteTo(t.body)
 	s.dc.dataDeadline = time.Time{}
@@ -330,7 +330,7 @@ func (s *session) cmdBdat(arg string) error {
 		s.logSession("bad_bdat", arg)
 		return errQuit
 	}
-	s.dc.dataDeadline = s.opts.Now().Add(s.opts.DataTimeout)
+	s.dc.dataDeadline = time.Now().Add(s.opts.DataTimeout)
 	defer func() { s.dc.dataDeadline = time.Time{} }()
 	t := s.txn
 	if t == nil || t.accepted == 0 {

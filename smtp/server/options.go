@@ -49,7 +49,8 @@ type Options struct {
 	// icr:/icm: entries); nil gives this server one of its own with the
 	// defaults.
 	Conns *ConnLimiter
-	// Now is the clock; default time.Now.
+	// Now is the clock of event times, the Received: date and the mail
+	// log; default time.Now. Network deadlines always use the real time.
 	Now func() time.Time
 
 	// TLS enables STARTTLS (the tls subsection, see LoadTLSConfig); nil

@@ -214,7 +214,7 @@ func (s *Server) handle(conn net.Conn) {
 // refuse answers a connection that connection control turned away and
 // closes it; the mail log gets a line saying why.
 func (s *Server) refuse(conn net.Conn, remote netip.AddrPort, format, limit string) {
-	conn.SetWriteDeadline(s.opts.Now().Add(10 * time.Second))
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(conn, format+"\r\n", s.opts.Hostname)
 	s.opts.MailLog.Line(maillog.LevelWarning).Addr("client_ip", remote.Addr()).Str("where", "connection").
 		Str("status", "refused").Str("limit", limit).Write()

@@ -91,7 +91,7 @@ func newSession(srv *Server, conn net.Conn, remote netip.AddrPort) *session {
 // setConn (re)builds the reader and writer on c: at the start and after
 // STARTTLS, when everything buffered before is dropped.
 func (s *session) setConn(c net.Conn) {
-	s.dc = &deadlineConn{Conn: c, timeout: s.opts.IOTimeout, now: s.opts.Now}
+	s.dc = &deadlineConn{Conn: c, timeout: s.opts.IOTimeout, now: time.Now}
 	s.br = bufio.NewReaderSize(s.dc, 16<<10)
 	s.lr = smtp.NewLineReader(s.br, s.opts.MaxCommandLineLength)
 	s.bw = bufio.NewWriterSize(s.dc, 4<<10)
@@ -212,7 +212,7 @@ func (s *session) waitGreeting(pause time.Duration) bool {
 	}
 	early := false
 	if pause > 0 {
-		s.dc.dataDeadline = o.Now().Add(pause)
+		s.dc.dataDeadline = time.Now().Add(pause)
 		_, err := s.br.Peek(1)
 		s.dc.dataDeadline = time.Time{}
 		var ne net.Error
