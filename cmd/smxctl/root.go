@@ -26,5 +26,10 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newConfigCmd(flags))
 	root.AddCommand(newMapCmd(flags))
 	root.AddCommand(newReconstructCmd(flags))
+	root.AddCommand(newReplayCmd(flags))
+	root.AddCommand(newAuditCmd(flags))
+	root.AddCommand(newMailqCmd(flags))
+	root.AddCommand(newVerifyCmd(flags))
+	root.AddCommand(newStatsCmd(flags))
 	return root
 }
