@@ -411,3 +411,25 @@ func TestNewValidates(t *testing.T) {
 	_, err = New(Options{Resolver: f.resolver, DNS: f.dns, Access: maps.NewStatic("a", nil), DNSBL: []DNSBL{{Domain: "x"}}})
 	require.ErrorContains(t, err, "domain and tag")
 }
+
+func TestIPv6Client(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Add(t,
+		"5.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. 300 IN PTR v6host.example.",
+		"v6host.example. 300 IN AAAA 2001:db8::1:5",
+	)
+	access := map[string]string{
+		"cltaddr:2001:db8:0:0:0:0:0": "error:550 5.7.1 No mail from this /112",
+		"cltaddr:2001:db8::7":        "quick:relay",
+		"cltname:v6host.example.":    "relay",
+	}
+	c := f.checker(t, func(o *Options) { o.Access = maps.NewStatic("access", access) })
+	s := run(t, c, `connect 2001:db8::1:5 => relay`)
+	require.Equal(t, "v6host.example", s.ClientName())
+	require.Equal(t, ResolveOK, s.ClientResolve())
+	run(t, c, `connect 2001:db8::6 => reject 550 5.7.1 No mail from this /112`)
+	run(t, c, `
+		connect 2001:db8::7 => quick:relay
+		mail someone@example.com => ok
+		rcpt x@example.com => ok`)
+}
