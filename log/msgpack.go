@@ -177,36 +177,40 @@ func appendTime(b []byte, t time.Time) []byte {
 // where, so the payload decoders read like a list of fields.
 type decoder struct {
 	data []byte
+	// text, when set, is data as a string: str returns substrings of it
+	// instead of allocating a string per field.
+	text string
 	pos  int
 	err  error
 }
 
-// fail records the first error, with the offset it happened at.
+// fail records the first error, with the offset it happened at, and moves
+// to the end of the input so that every later read comes up short and
+// returns a zero value: the fast paths need no error check of their own.
 func (d *decoder) fail(err error) {
 	if d.err == nil {
 		d.err = fmt.Errorf("offset %d: %w", d.pos, err)
 	}
+	d.pos = len(d.data)
 }
 
 // need reports whether n more bytes are available, failing if not.
 func (d *decoder) need(n int) bool {
-	if d.err != nil {
-		return false
+	if n >= 0 && n <= len(d.data)-d.pos {
+		return true
 	}
-	if n < 0 || len(d.data)-d.pos < n {
-		d.fail(errShort)
-		return false
-	}
-	return true
+	d.fail(errShort)
+	return false
 }
 
 func (d *decoder) byte1() byte {
-	if !d.need(1) {
-		return 0
+	if d.pos < len(d.data) {
+		c := d.data[d.pos]
+		d.pos++
+		return c
 	}
-	c := d.data[d.pos]
-	d.pos++
-	return c
+	d.fail(errShort)
+	return 0
 }
 
 func (d *decoder) uint16() uint16 {
@@ -302,6 +306,21 @@ func (d *decoder) arrayLen() int {
 
 // strBytes reads a str (or bin) and returns its bytes without copying.
 func (d *decoder) strBytes() []byte {
+	// Fast path: a fixstr, which every key and most values are.
+	if d.pos < len(d.data) {
+		if c := d.data[d.pos]; c&0xe0 == 0xa0 {
+			start := d.pos + 1
+			end := start + int(c&0x1f)
+			if end <= len(d.data) {
+				d.pos = end
+				return d.data[start:end:end]
+			}
+		}
+	}
+	return d.strBytesSlow()
+}
+
+func (d *decoder) strBytesSlow() []byte {
 	c := d.byte1()
 	var n int
 	switch {
@@ -330,17 +349,26 @@ func (d *decoder) strBytes() []byte {
 	return s
 }
 
-// str reads a str into a new string.
+// str reads a str as a string.
 func (d *decoder) str() string {
 	b := d.strBytes()
-	if len(b) == 0 {
+	switch {
+	case len(b) == 0:
 		return ""
+	case d.text != "":
+		return d.text[d.pos-len(b) : d.pos]
 	}
 	return string(b)
 }
 
 // int reads any msgpack integer as an int64.
 func (d *decoder) int() int64 {
+	if d.pos < len(d.data) {
+		if c := d.data[d.pos]; c <= 0x7f {
+			d.pos++
+			return int64(c)
+		}
+	}
 	c := d.byte1()
 	switch {
 	case d.err != nil:
