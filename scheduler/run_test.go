@@ -79,7 +79,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	return nil
 }
 
-func startSink(t *testing.T, s *sink) int {
+func startSink(t *testing.T, s gosmtp.Backend) int {
 	srv := gosmtp.NewServer(s)
 	srv.Domain = "sink.test"
 	srv.ReadTimeout = 10 * time.Second

@@ -143,8 +143,8 @@ func (c *Client) open(ctx context.Context, t target, lmtp, useTLS bool) (*Sessio
 	if err != nil {
 		return finish(StageConnect, localReply(451, "4.4.1", "connect to %s[%s]: %v", t.host, t.ip, dialReason(err)))
 	}
-	s := &Session{opts: &c.opts, conn: conn, Host: t.host, IP: t.ip, Port: t.port, LMTP: lmtp}
-	s.dw = &deadlineWriter{conn: conn}
+	s := &Session{opts: &c.opts, conn: conn, raw: conn, Host: t.host, IP: t.ip, Port: t.port, LMTP: lmtp}
+	s.dw = &deadlineWriter{conn: conn, s: s}
 	s.r = bufio.NewReaderSize(conn, 4096)
 	s.w = bufio.NewWriterSize(s.dw, 32<<10)
 	stop := context.AfterFunc(ctx, s.interrupt)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/smx-mta/smx/log"
@@ -20,9 +21,13 @@ type Session struct {
 	opts *Options
 
 	conn net.Conn
-	r    *bufio.Reader
-	w    *bufio.Writer
-	dw   *deadlineWriter // under w: bounds every write to the connection
+	// raw is the network connection under conn (conn becomes a TLS
+	// connection after STARTTLS); interrupt sets its deadline, which
+	// never changes, so it is safe from another goroutine.
+	raw net.Conn
+	r   *bufio.Reader
+	w   *bufio.Writer
+	dw  *deadlineWriter // under w: bounds every write to the connection
 
 	// Host is the name of the server as the route named it, IP the address
 	// connected to (or the socket path) and Port the port (0 for unix).
@@ -48,6 +53,10 @@ type Session struct {
 	// dirty is set while the server may hold an unfinished transaction
 	// (MAIL accepted, no final reply): the next Send starts with RSET.
 	dirty bool
+	// interrupted is set when the context of a call was cancelled: every
+	// deadline set from then on is in the past, so that a deadline set
+	// after the interruption cannot undo it.
+	interrupted atomic.Bool
 	// transactions counts transactions started on this session.
 	transactions int
 }
@@ -94,7 +103,7 @@ func (s *Session) read(timeout time.Duration) (Reply, error) {
 	if s.broken {
 		return Reply{}, errSessionBroken
 	}
-	s.conn.SetReadDeadline(time.Now().Add(timeout))
+	s.conn.SetReadDeadline(s.deadline(timeout))
 	rep, err := readReply(s.r)
 	if err != nil {
 		s.broken = true
@@ -185,7 +194,19 @@ func (s *Session) Reset(ctx context.Context) error {
 
 // interrupt makes the blocked read or write fail at once; it runs when the
 // context of a call is cancelled.
-func (s *Session) interrupt() { s.conn.SetDeadline(time.Unix(1, 0)) }
+func (s *Session) interrupt() {
+	s.interrupted.Store(true)
+	s.raw.SetDeadline(time.Unix(1, 0))
+}
+
+// deadline returns the deadline for a step of timeout: in the past once
+// the session was interrupted.
+func (s *Session) deadline(timeout time.Duration) time.Time {
+	if s.interrupted.Load() {
+		return time.Unix(1, 0)
+	}
+	return time.Now().Add(timeout)
+}
 
 // hello sends EHLO or LHLO (HELO after an EHLO that failed permanently) and
 // records the extensions.
@@ -224,7 +245,7 @@ func (s *Session) startTLS() (ok bool, rep Reply, err error) {
 	info := &log.TLSInfo{Verify: "NO"}
 	cfg.VerifyConnection = verifier(s.opts.TLS, s.Host, info)
 	tconn := tls.Client(s.conn, cfg)
-	tconn.SetDeadline(time.Now().Add(s.opts.Timeouts.StartTLS))
+	tconn.SetDeadline(s.deadline(s.opts.Timeouts.StartTLS))
 	if err := tconn.Handshake(); err != nil {
 		s.close()
 		return false, rep, fmt.Errorf("TLS handshake: %w", err)
@@ -263,10 +284,11 @@ func (s *Session) myself(name string) bool {
 type deadlineWriter struct {
 	conn    net.Conn
 	timeout time.Duration
+	s       *Session
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	d.conn.SetWriteDeadline(d.s.deadline(d.timeout))
 	return d.conn.Write(p)
 }
 

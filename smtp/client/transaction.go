@@ -77,6 +77,9 @@ func (s *Session) Send(ctx context.Context, env *Envelope) *Result {
 	if s.broken {
 		return t.decideRest(localReply(451, "4.4.2", "connection with %s is closed", s.peer()), StageMail)
 	}
+	if err := ctx.Err(); err != nil {
+		return t.decideRest(localReply(451, "4.4.2", "delivery to %s cancelled: %v", s.peer(), err), StageMail)
+	}
 	stop := context.AfterFunc(ctx, s.interrupt)
 	defer stop()
 	s.transactions++
