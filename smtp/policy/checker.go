@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/smx-mta/smx/smtp/maps"
+	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/resolver"
 	"github.com/smx-mta/smx/smtp/resolver/dnsclient"
 )
@@ -93,6 +94,12 @@ type Options struct {
 	TrustedMechanisms []string
 	// Protected is the protected_recipients section.
 	Protected ProtectedRecipients
+	// Greylist is the smar greylisting state; nil means the smtps flags
+	// greylisting and fullgreylisting are off.
+	Greylist *greylist.Greylister
+	// FullGreylisting keys greylisting by client, sender and recipient
+	// (the smtps flag fullgreylisting) instead of the client alone.
+	FullGreylisting bool
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -132,6 +139,8 @@ var (
 	replySenderNullMX = Decision{Action: Reject, Code: 550, Enhanced: "5.7.27", Text: "Sender address has null MX"}
 	replySenderTemp   = Decision{Action: Reject, Code: 451, Enhanced: "4.1.8", Text: "Sender address does not resolve"}
 	replyProtected    = Decision{Action: Reject, Code: 550, Enhanced: "5.7.1", Text: "Protected recipient"}
+	replyGreylisted   = Decision{Action: Reject, Code: 421, Enhanced: "4.7.0", Text: "Greylisted, try again later",
+		Reason: "greylisting", Greylisted: true}
 )
 
 func replyBadAddress(enhanced string, err error) Decision {
@@ -250,11 +259,12 @@ func (c *Checker) Connect(ctx context.Context, info ClientInfo) (*Session, Decis
 func (c *Checker) connectDecision(s *Session, d Decision) Decision {
 	switch d.Action {
 	case Relay:
-		s.relayAllowed = true
+		s.relayAllowed, s.sessionOK = true, true
 		if d.Quick {
 			s.sessionQuick = Relay
 		}
 	case Accept:
+		s.sessionOK = true
 		if d.Quick {
 			s.sessionQuick = Accept
 		}
@@ -513,8 +523,9 @@ func (c *Checker) mailChecks(ctx context.Context, s *Session, a maps.Address) De
 // Rcpt runs the checks of a RCPT command (seed 002, section 3.12.2,
 // "RCPT") for rcpt (without angle brackets): the relay check (a local
 // recipient must exist; otherwise relaying must be allowed for the session
-// or by to: relay), protectedrcpt:, to:, and finally any rejection that
-// delay_checks held back, which a to: quick:ok or quick:relay overrides.
+// or by to: relay), protectedrcpt:, to:, any rejection that delay_checks
+// held back (which a to: quick:ok or quick:relay overrides), and finally
+// greylisting, whose 421 has Greylisted set.
 // Discard with Quick set discards the whole transaction.
 func (c *Checker) Rcpt(ctx context.Context, s *Session, rcpt string) Decision {
 	if s.discardSession || s.discardTxn {
@@ -616,6 +627,23 @@ func (c *Checker) rcptChecks(ctx context.Context, s *Session, a maps.Address) De
 	}
 	if s.mailDelayed != nil {
 		return *s.mailDelayed
+	}
+	// 3. Greylisting, for a recipient that passed everything else, unless
+	// the session is marked ok or relay (by the access map, AUTH or
+	// STARTTLS).
+	if c.opts.Greylist != nil && !s.sessionOK && !s.relayAllowed {
+		key := c.opts.Greylist.ClientKey(s.client.Addr)
+		if c.opts.FullGreylisting {
+			key = c.opts.Greylist.TupleKey(s.client.Addr, maps.Fold(s.sender), maps.Fold(a.String()))
+		}
+		r, err := c.opts.Greylist.Check(key)
+		if err != nil {
+			// A broken greylisting database must not stop mail: let it
+			// pass and say so.
+			c.log.Error("policy: greylisting failed; recipient passes", "err", err)
+		} else if r == greylist.Greylisted {
+			return replyGreylisted
+		}
 	}
 	return final
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/smx-mta/smx/smtp/maps"
+	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/resolver"
 	"github.com/smx-mta/smx/smtp/resolver/dnsclient"
 	"github.com/smx-mta/smx/smtp/resolver/dnsclient/dnstest"
@@ -432,4 +433,69 @@ func TestIPv6Client(t *testing.T) {
 		connect 2001:db8::7 => quick:relay
 		mail someone@example.com => ok
 		rcpt x@example.com => ok`)
+}
+
+type testClock struct{ now time.Time }
+
+func (c *testClock) Now() time.Time { return c.now }
+
+func TestGreylisting(t *testing.T) {
+	f := newFixture(t)
+	clock := &testClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g, err := greylist.Open(greylist.Options{Dir: t.TempDir(), Now: clock.Now})
+	require.NoError(t, err)
+	defer g.Close()
+	c := f.checker(t, func(o *Options) { o.Greylist = g; o.TrustedMechanisms = []string{"PLAIN"} })
+	run(t, c, `
+		connect 127.0.0.5 => ok
+		mail someone@example.com => ok
+		rcpt nobody@my.dom => reject 550 5.1.1 User unknown
+		rcpt x@example.com => reject 550 5.7.1 Relaying denied
+		rcpt user@my.dom => reject 421 4.7.0 Greylisted, try again later`)
+	d := func() Decision {
+		s, _ := c.Connect(context.Background(), ClientInfo{Addr: netip.MustParseAddr("127.0.0.5")})
+		c.Mail(context.Background(), s, "someone@example.com")
+		return c.Rcpt(context.Background(), s, "user@my.dom")
+	}()
+	require.True(t, d.Greylisted)
+	clock.now = clock.now.Add(time.Minute)
+	run(t, c, `
+		connect 127.0.0.5 => ok
+		mail someone@example.com => ok
+		rcpt user@my.dom => reject 421 4.7.0 Greylisted, try again later`)
+	clock.now = clock.now.Add(5 * time.Minute)
+	run(t, c, `
+		connect 127.0.0.5 => ok
+		mail someone@example.com => ok
+		rcpt user@my.dom => ok
+		rcpt root@my.dom => reject 551 5.7.1 No mail to root`)
+	// Sessions marked ok or relay are not greylisted.
+	run(t, c, `
+		connect 127.0.20.1 => relay
+		mail someone@example.com => ok
+		rcpt user@my.dom => ok`)
+	run(t, c, `
+		connect 127.0.30.3 => ok
+		mail someone@example.com => ok
+		rcpt user@my.dom => ok`)
+	run(t, c, `
+		connect 127.0.0.6 => ok
+		auth PLAIN => true
+		mail someone@example.com => ok
+		rcpt user@my.dom => ok`)
+	require.Equal(t, 1, g.Len())
+
+	// Full greylisting: each client, sender and recipient tuple waits.
+	full := f.checker(t, func(o *Options) { o.Greylist = g; o.FullGreylisting = true })
+	run(t, full, `
+		connect 127.0.0.5 => ok
+		mail someone@example.com => ok
+		rcpt user@my.dom => reject 421 4.7.0 Greylisted, try again later
+		rcpt root@my.dom => reject 551 5.7.1 No mail to root`)
+	clock.now = clock.now.Add(6 * time.Minute)
+	run(t, full, `
+		connect 127.0.0.5 => ok
+		mail someone@example.com => ok
+		rcpt user@my.dom => ok
+		rcpt postmaster@my.dom => reject 421 4.7.0 Greylisted, try again later`)
 }

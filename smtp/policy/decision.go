@@ -65,6 +65,10 @@ type Decision struct {
 	// Reason says, for the mail log and smxctl, which check decided, for
 	// example "access to:@example.com" or "relay denied".
 	Reason string
+	// Greylisted marks the 421 of greylisting. The seed aborts the
+	// session with it; with delay_greylisting_error_until_DATA the server
+	// accepts the recipient and gives the 421 at DATA instead.
+	Greylisted bool
 }
 
 // Temporary reports whether d is a temporary (4xx) rejection.

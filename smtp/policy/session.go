@@ -16,6 +16,9 @@ type Session struct {
 	sessionQuick Action
 	// relayAllowed: relaying is allowed for the whole session.
 	relayAllowed bool
+	// sessionOK: a connect check said ok or relay (with or without
+	// quick:), which exempts the session from greylisting.
+	sessionOK bool
 	// discardSession: connect returned discard.
 	discardSession bool
 	// sessionDelayed is a connect rejection held back by delay_checks.
