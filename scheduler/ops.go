@@ -80,10 +80,33 @@ func (s *Scheduler) Redirect(ctx context.Context, txn string, rcpt int32, newAdd
 }
 
 // FlushDomain requeues every deferred recipient whose address is in
-// domain (or a subdomain of it), like sendmail's ETRN or "mailq -qR". It
-// returns how many it requeued.
+// domain or a subdomain of it (sendmail's "mailq -qR"). It returns how many
+// it requeued.
 func (s *Scheduler) FlushDomain(ctx context.Context, domain string, who log.Operator) (int, error) {
 	domain = strings.ToLower(strings.TrimPrefix(domain, "@"))
+	return s.flush(ctx, who, func(d string) bool { return d == domain || strings.HasSuffix(d, "."+domain) })
+}
+
+// Flush implements the SMTP server's ETRN hook (RFC 1985): "@domain"
+// requeues the deferred recipients of domain and its subdomains, "node"
+// those of that domain only, and "#queue" every deferred recipient.
+func (s *Scheduler) Flush(ctx context.Context, arg string) error {
+	who := log.Operator{User: "ETRN", Reason: arg}
+	var err error
+	switch {
+	case strings.HasPrefix(arg, "#"):
+		_, err = s.flush(ctx, who, func(string) bool { return true })
+	case strings.HasPrefix(arg, "@"):
+		_, err = s.FlushDomain(ctx, arg, who)
+	default:
+		node := strings.ToLower(arg)
+		_, err = s.flush(ctx, who, func(d string) bool { return d == node })
+	}
+	return err
+}
+
+// flush requeues the deferred recipients whose domain match accepts.
+func (s *Scheduler) flush(ctx context.Context, who log.Operator, match func(domain string) bool) (int, error) {
 	var events []log.Event
 	if err := s.call(ctx, func(c *core) {
 		for _, m := range c.q.Messages() {
@@ -92,8 +115,7 @@ func (s *Scheduler) FlushDomain(ctx context.Context, domain string, who log.Oper
 					continue
 				}
 				_, d, ok := strings.Cut(r.Addr, "@")
-				d = strings.ToLower(d)
-				if ok && (d == domain || strings.HasSuffix(d, "."+domain)) {
+				if ok && match(strings.ToLower(d)) {
 					events = append(events, log.Event{Txn: r.Txn, Rcpt: r.Rcpt, Payload: &log.Requeue{Operator: who}})
 				}
 			}
@@ -105,7 +127,7 @@ func (s *Scheduler) FlushDomain(ctx context.Context, domain string, who log.Oper
 		return 0, nil
 	}
 	if _, err := s.opts.Log.Append(ctx, events...); err != nil {
-		return 0, fmt.Errorf("scheduler: flush %s: %w", domain, err)
+		return 0, fmt.Errorf("scheduler: flush: %w", err)
 	}
 	return len(events), nil
 }

@@ -100,6 +100,9 @@ func TestOperatorFlushAndHold(t *testing.T) {
 	}
 	_, err = sched.FlushDomain(ctx, "nothing.test", who)
 	require.NoError(t, err)
+	for _, arg := range []string{"@b.test", "b.test", "#all"} {
+		require.NoError(t, sched.Flush(ctx, arg))
+	}
 	require.Error(t, sched.Redirect(ctx, "T1", log.NoRcpt, "x@y", who))
 	require.ErrorIs(t, sched.Delete(ctx, "T9", log.NoRcpt, who), ErrUnknownMessage)
 	cancel()
