@@ -241,7 +241,16 @@ func FailedResult(env *Envelope, attempts []Attempt, err error) *Result {
 		Attempts: attempts,
 		Host:     last.Host, IP: last.IP, Port: last.Port,
 		Stage: last.Stage, Reply: last.Reply,
-		Finish: last.Finish,
+		Start: last.Start, Finish: last.Finish,
+	}
+	// The transaction took from the first connection attempt to the
+	// last; with no attempt at all it took no time, not the age of the
+	// zero time.
+	if len(attempts) > 0 && !attempts[0].Start.IsZero() {
+		res.Start = attempts[0].Start
+	}
+	if res.Start.IsZero() || res.Finish.IsZero() {
+		res.Start, res.Finish = res.Finish, res.Finish
 	}
 	rep := last.Reply
 	if last.Stage == StageGreeting && rep.Permanent() && !rep.Local {
