@@ -14,19 +14,16 @@
 //	            TxnReceived / expansion / Redirect
 //	                          |
 //	                          v
-//	  +--------------------> incoming ------------------+
-//	  |                       |   RcptResolved(mailer)  |
-//	  |                       v                         |
-//	  |                    resolved                     |
-//	  |                       |   AttemptStarted        |
-//	  |                       v                         |
-//	  |                    inflight                     |
-//	  |                       |   RcptDeferred          |
-//	  |                       v                         |
-//	  +----(any live)----> deferred <-------------------+
-//	                          |
-//	any live state ----> delivered | failed | expired | deleted |
-//	                     redirected | expanded        (terminal)
+//	                      incoming ---------------------+
+//	                          |  RcptResolved(mailer)   |
+//	                          v                         |
+//	                      resolved                      |  RcptDeferred
+//	                          |  AttemptStarted         |  (from any live state)
+//	                          v                         v
+//	                      inflight ---------------> deferred
+//
+//	any live state --> delivered | failed | expired | deleted |
+//	                   redirected | expanded              (terminal)
 //
 // Any live state may move to any other live state (a recipient can be
 // deferred before it was resolved, resolved again after a restart, and so
