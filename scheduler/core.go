@@ -859,16 +859,28 @@ func (c *core) timeouts() {
 		c.takenOrder = keep
 	}
 	var events []log.Event
-	for len(c.takenOrder) > 0 {
+	for n := len(c.takenOrder); n > 0 && len(c.takenOrder) > 0; n-- {
 		k := c.takenOrder[0]
 		e, ok := c.aq[k]
-		if ok && e.takenAt.Add(c.opts.SchedulerTimeout).After(c.now) {
+		if !ok {
+			c.takenOrder = c.takenOrder[1:]
+			continue
+		}
+		limit := e.takenAt.Add(c.opts.SchedulerTimeout)
+		if e.phase == phaseDelivering {
+			// A delivery agent has it; delivery_timeout bounds that. One
+			// that never reported (its events could not be appended) is
+			// given up after both timeouts. Until then it goes to the
+			// back so that it does not hold up the others.
+			limit = limit.Add(c.opts.DeliveryTimeout)
+			if limit.After(c.now) {
+				c.takenOrder = append(c.takenOrder[1:], k)
+				continue
+			}
+		} else if limit.After(c.now) {
 			break
 		}
 		c.takenOrder = c.takenOrder[1:]
-		if !ok || e.phase == phaseDelivering {
-			continue
-		}
 		m, _ := c.q.Message(k.txn)
 		next, expired := c.retry.next(c.now, m.ReceivedAt)
 		var p log.Payload = &log.RcptDeferred{NextTry: next, Reason: "scheduler timeout: no result within " + c.opts.SchedulerTimeout.String(), Destination: e.rcpt.Destination}
@@ -1031,8 +1043,11 @@ func (c *core) nextWake() (time.Time, bool) {
 			}
 		}
 	}
-	for _, t := range c.dsnPending {
-		consider(t)
+	for txn, t := range c.dsnPending {
+		// One being built is finished by its worker's report, not by time.
+		if !c.dsnInProgress[txn] && t.After(c.now) {
+			consider(t)
+		}
 	}
 	for _, list := range c.idle {
 		for _, s := range list {
@@ -1040,11 +1055,19 @@ func (c *core) nextWake() (time.Time, bool) {
 		}
 	}
 	if len(c.takenOrder) > 0 {
+		// timeouts left the first recipient not being delivered at the
+		// head, if there is one.
+		t := c.now.Add(time.Second)
 		if e, ok := c.aq[c.takenOrder[0]]; ok {
-			consider(e.takenAt.Add(c.opts.SchedulerTimeout))
-		} else {
-			consider(c.now.Add(time.Second))
+			limit := e.takenAt.Add(c.opts.SchedulerTimeout)
+			if e.phase == phaseDelivering {
+				limit = limit.Add(c.opts.DeliveryTimeout)
+			}
+			if limit.After(c.now) {
+				t = limit
+			}
 		}
+		consider(t)
 	}
 	return next, !next.IsZero()
 }

@@ -381,11 +381,10 @@ func (h *harness) advance(d time.Duration) {
 		if !ok || next.After(end) {
 			break
 		}
-		if next.After(h.clk.Now()) {
-			h.clk.Set(next)
-		} else {
-			h.clk.Set(h.clk.Now().Add(time.Millisecond))
+		if !next.After(h.clk.Now()) {
+			h.t.Fatalf("next wake %v is not after now %v: the loop would spin", rel(next), rel(h.clk.Now()))
 		}
+		h.clk.Set(next)
 	}
 	h.clk.Set(end)
 	h.pump()
