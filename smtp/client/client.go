@@ -250,7 +250,7 @@ func FailedResult(env *Envelope, attempts []Attempt, err error) *Result {
 		res.Start = attempts[0].Start
 	}
 	if res.Start.IsZero() || res.Finish.IsZero() {
-		res.Start, res.Finish = res.Finish, res.Finish
+		res.Start = res.Finish
 	}
 	rep := last.Reply
 	if last.Stage == StageGreeting && rep.Permanent() && !rep.Local {
