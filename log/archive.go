@@ -69,7 +69,7 @@ type archive struct {
 // Archive pass that did not get to commit, and their events are still in
 // the live log.
 func loadArchive(db *pebble.DB, dir string, writer bool, logger *slog.Logger) (*archive, error) {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderConcurrency(0))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecoderConcurrency(0))
 	if err != nil {
 		return nil, fmt.Errorf("log: zstd: %w", err)
 	}
@@ -249,6 +249,9 @@ func (l *Log) Archive(ctx context.Context, finished FinishedFunc) (ArchiveStats,
 	}
 	l.archiveMu.Lock()
 	defer l.archiveMu.Unlock()
+	if l.isClosed.Load() {
+		return stats, ErrClosed
+	}
 	cutoff := l.opts.Clock().Add(-l.opts.ArchiveAfter)
 	end := l.durable.Load()
 	endKey := makeEventKey(end + 1)
@@ -270,6 +273,9 @@ func (l *Log) Archive(ctx context.Context, finished FinishedFunc) (ArchiveStats,
 		if stats.Scanned%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return stats, p.abort(err)
+			}
+			if l.isClosed.Load() {
+				return stats, p.abort(ErrClosed)
 			}
 		}
 		stats.Scanned++

@@ -206,3 +206,18 @@ func mustZstdEncoder(t *testing.T) *zstd.Encoder {
 	t.Cleanup(func() { enc.Close() })
 	return enc
 }
+
+// TestArchiveTinySegment archives a single small event: its block is too
+// small for the compressor to record its size.
+func TestArchiveTinySegment(t *testing.T) {
+	clock := newFakeClock()
+	l := openTest(t, t.TempDir(), Options{Clock: clock.Now, ArchiveAfter: time.Minute})
+	e := []Event{{Txn: "S1", Payload: &ContentReleased{Content: "S1"}}}
+	_, err := l.Append(context.Background(), e...)
+	require.NoError(t, err)
+	clock.Advance(time.Hour)
+	stats, err := l.Archive(context.Background(), func(string) (time.Time, bool) { return t0, true })
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.Archived)
+	requireSameEvents(t, e, readAll(t, l, 1))
+}

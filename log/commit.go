@@ -71,11 +71,17 @@ type commitGroup struct {
 //
 // If ctx is done before the committer has taken the events, Append returns
 // ctx's error and the events are not appended. Once they are taken, Append
-// waits for the outcome, which takes no longer than one sync; so an error
-// always means the events are not in the log, and no error means they are
-// durable. After a failed sync or write the Log refuses all further appends:
-// whether a failed sync reached the disk cannot be known, so the process
-// must reopen the log, which recovers exactly what is durable.
+// waits for the outcome, which takes no longer than one sync, so that the
+// caller always learns it: no error means the events are durable, and an
+// error means they are not in the log – with one exception, a failed write
+// or sync of the disk itself. Whether a failed sync reached the disk cannot
+// be known, so after one the Log refuses all further appends; the process
+// must reopen it, which recovers exactly what is durable. (Pebble itself
+// treats a failed WAL write as fatal and stops the process.)
+//
+// An event must encode to at most 16 MiB. Events are validated and encoded
+// before anything is written, so an event that cannot be encoded (nil or
+// foreign Payload) fails the whole call.
 func (l *Log) Append(ctx context.Context, events ...Event) (lastSeq uint64, err error) {
 	if len(events) == 0 {
 		return 0, nil

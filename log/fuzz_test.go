@@ -105,7 +105,7 @@ func FuzzSegment(f *testing.F) {
 	f.Add(valid[:len(valid)/2])
 	f.Add([]byte(segmentMagic))
 
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderConcurrency(1))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -46,6 +46,10 @@ func (l *Log) iter(from, end uint64) *Iterator {
 		from = 1
 	}
 	it := &Iterator{l: l, next: from, end: end}
+	if l.isClosed.Load() {
+		it.err = ErrClosed
+		return it
+	}
 	if from > end {
 		return it
 	}

@@ -60,6 +60,8 @@ type Log struct {
 
 	// closing is closed by Close; subscriptions end then.
 	closing chan struct{}
+	// isClosed is set by Close; the reading methods check it.
+	isClosed atomic.Bool
 	subs    sync.WaitGroup
 
 	archive   *archive
@@ -229,6 +231,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
+	l.isClosed.Store(true)
 	rejected := l.pending
 	l.pending = nil
 	l.mu.Unlock()
@@ -245,6 +248,12 @@ func (l *Log) Close() error {
 	<-l.commitDone
 	<-l.syncDone
 	l.subs.Wait()
+	// Wait for an Archive pass or a snapshot write in progress; an
+	// Archive pass notices isClosed and stops early.
+	l.archiveMu.Lock()
+	defer l.archiveMu.Unlock()
+	l.snapMu.Lock()
+	defer l.snapMu.Unlock()
 	l.archive.dec.Close()
 	err := l.db.Close()
 	if l.copyDir != "" {
@@ -266,6 +275,9 @@ func (l *Log) LastSeq() uint64 { return l.durable.Load() }
 // archive. It returns ErrNotFound for a number beyond LastSeq and a
 // *RecordError for a record that is missing or damaged.
 func (l *Log) Get(seq uint64) (Event, error) {
+	if l.isClosed.Load() {
+		return Event{}, ErrClosed
+	}
 	if seq == 0 || seq > l.durable.Load() {
 		return Event{}, fmt.Errorf("%w: %d (last is %d)", ErrNotFound, seq, l.durable.Load())
 	}

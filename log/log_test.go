@@ -216,6 +216,22 @@ func TestAppendAfterClose(t *testing.T) {
 	_, err = l.Append(context.Background(), everyType()[0])
 	require.ErrorIs(t, err, ErrClosed)
 	require.ErrorIs(t, l.Close(), ErrClosed)
+	_, err = l.Get(1)
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, l.Iter(1).Err(), ErrClosed)
+	_, err = l.LatestSnapshot(nil)
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, l.SaveSnapshot(0, nil), ErrClosed)
+	_, err = l.Archive(context.Background(), nil)
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestAppendRefusesOversizedEvent(t *testing.T) {
+	l := openTest(t, t.TempDir(), Options{})
+	huge := Event{Txn: "S1", Payload: &RcptFailed{Reason: string(make([]byte, maxRecordSize))}}
+	_, err := l.Append(context.Background(), huge)
+	require.ErrorContains(t, err, "more than")
+	require.Equal(t, uint64(0), l.LastSeq())
 }
 
 func TestAppendCancelledBeforeCommit(t *testing.T) {

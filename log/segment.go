@@ -379,14 +379,16 @@ func (r *segmentReader) readBlock(i int, dst []byte) ([]byte, error) {
 	if crc32.Checksum(buf, crcTable) != binary.BigEndian.Uint32(h[8:]) {
 		return nil, r.blockErr(b, fmt.Errorf("%w: block %w", errSegment, ErrChecksum))
 	}
-	// The zstd frame must announce the size the block header says, before
-	// any memory is set aside for it: a damaged header cannot make the
-	// reader allocate more than the block's own bytes claim.
+	// Memory is set aside for the raw size only when the zstd frame
+	// announces the same size, so that a damaged block header cannot make
+	// the reader allocate what the block's own bytes do not claim. (The
+	// encoder leaves the size out of frames under 256 bytes; those grow
+	// as they decode.)
 	var zh zstd.Header
-	if err := zh.Decode(buf); err != nil || !zh.HasFCS || zh.FrameContentSize != uint64(raw) {
+	if err := zh.Decode(buf); err != nil || (zh.HasFCS && zh.FrameContentSize != uint64(raw)) {
 		return nil, r.blockErr(b, fmt.Errorf("%w: block frame header does not match its %d bytes", errSegment, raw))
 	}
-	if cap(dst) < int(raw) {
+	if zh.HasFCS && cap(dst) < int(raw) {
 		dst = make([]byte, 0, raw)
 	}
 	out, err := r.dec.DecodeAll(buf, dst[:0])

@@ -54,6 +54,9 @@ func (l *Log) SaveSnapshot(seq uint64, data []byte) error {
 	}
 	l.snapMu.Lock()
 	defer l.snapMu.Unlock()
+	if l.isClosed.Load() {
+		return ErrClosed
+	}
 	chunks := (len(data) + snapshotChunkSize - 1) / snapshotChunkSize
 	h := make([]byte, 0, snapshotHeaderSize)
 	h = append(h, snapshotFormat)
@@ -133,6 +136,9 @@ func (l *Log) snapshotSeqs() ([]uint64, error) {
 // listed in Snapshot.Skipped and logged as warnings. With none usable it
 // returns an error wrapping ErrNoSnapshot, joined with the reasons.
 func (l *Log) LatestSnapshot(verify func(seq uint64, data []byte) error) (Snapshot, error) {
+	if l.isClosed.Load() {
+		return Snapshot{}, ErrClosed
+	}
 	seqs, err := l.snapshotSeqs()
 	if err != nil {
 		return Snapshot{}, err
