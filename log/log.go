@@ -62,7 +62,7 @@ type Log struct {
 	closing chan struct{}
 	// isClosed is set by Close; the reading methods check it.
 	isClosed atomic.Bool
-	subs    sync.WaitGroup
+	subs     sync.WaitGroup
 
 	archive   *archive
 	archiveMu sync.Mutex // one Archive pass at a time
