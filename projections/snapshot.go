@@ -189,7 +189,8 @@ func RestoreBytes(data []byte) (*Queue, error) {
 	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(trailer); got != want {
 		return nil, fmt.Errorf("%w: checksum %08x, want %08x", ErrSnapshotCorrupt, got, want)
 	}
-	d := &decoder{dec: msgpack.NewDecoder(bytes.NewReader(body))}
+	rd := bytes.NewReader(body)
+	d := &decoder{dec: msgpack.NewDecoder(rd), in: rd}
 	q, err := d.queue()
 	if err != nil {
 		return nil, err
@@ -202,8 +203,23 @@ func RestoreBytes(data []byte) (*Queue, error) {
 // for all its strings, as it does when built by Apply.
 type decoder struct {
 	dec *msgpack.Decoder
+	in  *bytes.Reader // what dec reads, for the bytes left
 	err error
 	buf []byte
+}
+
+// fits checks that n elements of at least size bytes each can be in the
+// input that is left, so that a damaged length never makes Restore
+// allocate more than the snapshot could hold.
+func (d *decoder) fits(what string, n, size int) bool {
+	if d.err != nil {
+		return false
+	}
+	if n < 0 || n > d.in.Len()/size {
+		d.fail(what, fmt.Errorf("%d elements in %d bytes", n, d.in.Len()))
+		return false
+	}
+	return true
 }
 
 func (d *decoder) fail(what string, err error) {
@@ -269,8 +285,8 @@ func (d *decoder) appendStr(what string) int {
 	if n < 0 {
 		return 0
 	}
-	if n > 1<<24 {
-		d.fail(what, fmt.Errorf("string of %d bytes", n))
+	if n > d.in.Len() {
+		d.fail(what, fmt.Errorf("string of %d bytes in %d", n, d.in.Len()))
 		return 0
 	}
 	start := len(d.buf)
@@ -344,6 +360,9 @@ func (d *decoder) queue() (*Queue, error) {
 	c.DSNs = d.u64("counters")
 
 	ndest := d.length("destinations", 1<<28)
+	if !d.fits("destinations", ndest, 11) {
+		return nil, d.err
+	}
 	q.dests = make([]destination, 1, ndest+1)
 	for i := 0; i < ndest && d.err == nil; i++ {
 		d.array("destination", 10)
@@ -362,7 +381,7 @@ func (d *decoder) queue() (*Queue, error) {
 	}
 
 	nmsg := d.u64("message count")
-	if d.err == nil && nmsg > 1<<32 {
+	if d.err == nil && (nmsg > 1<<32 || !d.fits("messages", int(nmsg), 12)) {
 		d.fail("message count", fmt.Errorf("%d", nmsg))
 	}
 	if d.err == nil {
@@ -403,6 +422,9 @@ func (d *decoder) message(q *Queue) {
 		d.fail("owners", err)
 		return
 	}
+	if !d.fits("owners", nOwners, 2) {
+		return
+	}
 	for j := 0; j < nOwners && d.err == nil; j++ {
 		idx := d.i64("owner index")
 		owner := d.str("owner")
@@ -412,6 +434,9 @@ func (d *decoder) message(q *Queue) {
 		m.owners[int32(idx)] = owner
 	}
 	nr := d.length("recipients", 1<<26)
+	if !d.fits("recipients", nr, 8) {
+		return
+	}
 	rcpts := make([]rcpt, nr)
 	for j := 0; j < nr && d.err == nil; j++ {
 		d.array("recipient", 7)
@@ -436,6 +461,14 @@ func (d *decoder) message(q *Queue) {
 			return
 		}
 		r.dest = uint32(dest)
+		switch {
+		case r.state == StateNone:
+			r = rcpt{heapPos: -1}
+		case !r.state.Terminal():
+			// Only a terminal recipient can be owed a DSN; a snapshot
+			// that says otherwise would skew the reference count.
+			r.flags &^= rcptDSNOwed
+		}
 		rcpts[j] = r
 	}
 	if d.err != nil {
