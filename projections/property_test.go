@@ -372,3 +372,24 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestIncomingIsAlwaysDue: a scheduler whose clock is behind the clock that
+// stamped the events still takes new mail at once; DEFEDB waits for the
+// next try.
+func TestIncomingIsAlwaysDue(t *testing.T) {
+	q := New()
+	later := epoch.Add(time.Hour)
+	applyAll(q, []log.Event{
+		{Seq: 1, Time: later, Txn: "A", Rcpt: log.NoRcpt, Payload: &log.TxnReceived{Rcpts: []log.Recipient{{Addr: "x@a"}, {Addr: "y@b"}}, Content: "A"}},
+		{Seq: 2, Time: later, Txn: "A", Rcpt: 1, Payload: &log.RcptDeferred{NextTry: later.Add(time.Minute)}},
+	})
+	if got := q.Take(IQDB, epoch, 10); len(got) != 1 || got[0].Rcpt != 0 {
+		t.Fatalf("IQDB gave %+v", got)
+	}
+	if got := q.Take(DEFEDB, later, 10); len(got) != 0 {
+		t.Fatalf("DEFEDB gave %+v before the next try", got)
+	}
+	if got := q.Take(DEFEDB, later.Add(time.Minute), 10); len(got) != 1 {
+		t.Fatalf("DEFEDB gave %+v at the next try", got)
+	}
+}

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -240,7 +241,9 @@ func (q *Queue) heapNamed(name QueueName) *dueHeap {
 
 // Take moves up to max recipients that are due at now from IQDB or DEFEDB
 // into AQ and returns them, the earliest due first (IQDB: oldest first;
-// DEFEDB: earliest next try first). Taking is not an event: AQ is the
+// DEFEDB: earliest next try first). Every recipient in IQDB is due: its due
+// time only orders it, so that a clock a little behind the one that
+// stamped the events does not hold new mail back. Taking is not an event: AQ is the
 // scheduler's working set and is empty again after a restart. A taken
 // recipient leaves AQ when an event defers it or makes it terminal, or when
 // the scheduler calls Untake.
@@ -251,6 +254,9 @@ func (q *Queue) Take(from QueueName, now time.Time, max int) []Recipient {
 		return nil
 	}
 	limit := now.UnixNano()
+	if from == IQDB {
+		limit = math.MaxInt64
+	}
 	var out []Recipient
 	for len(out) < max {
 		e, ok := h.peek()
