@@ -93,7 +93,7 @@ func Audit(ctx context.Context, src Source, id string) ([]*Story, error) {
 			continue
 		}
 		s.Events = append(s.Events, e)
-		switch p := e.Payload.(type) {
+		switch p := payload(e).(type) {
 		case *log.DSNQueued:
 			adopt(s, p.DSN)
 		case *log.DelayNotified:
@@ -191,7 +191,7 @@ func outcomeDetail(s *Story, r projections.Recipient, loc *time.Location) string
 		return strings.TrimSpace(out + " " + text)
 	}
 	var d string
-	switch p := last.Payload.(type) {
+	switch p := payload(last).(type) {
 	case *log.RcptDelivered:
 		d = reply(p.Code, p.Enhanced, p.Reply)
 		if p.Host != "" {

@@ -284,3 +284,34 @@ func TestRunStopsOnCancel(t *testing.T) {
 	_, err := Rebuild(ctx, &Events{List: busyDay(2000).Events()}, Point{})
 	require.True(t, errors.Is(err, context.Canceled), "%v", err)
 }
+
+// TestReadersSurviveEmptyPayloads: a nil payload pointer of every type must
+// not crash the readers.
+func TestReadersSurviveEmptyPayloads(t *testing.T) {
+	nils := []log.Payload{(*log.TxnReceived)(nil), (*log.RcptResolved)(nil), (*log.AttemptStarted)(nil),
+		(*log.AttemptFinished)(nil), (*log.RcptDeferred)(nil), (*log.RcptDelivered)(nil), (*log.RcptFailed)(nil),
+		(*log.RcptExpired)(nil), (*log.DelayNotified)(nil), (*log.DSNQueued)(nil), (*log.ContentReleased)(nil),
+		(*log.Hold)(nil), (*log.Release)(nil), (*log.Delete)(nil), (*log.Requeue)(nil), (*log.Redirect)(nil), nil}
+	b := replaytest.New()
+	b.Receive("A", "alice@example.org", 10, "x@a.example")
+	for _, p := range nils {
+		b.Add("A", 0, p)
+	}
+	src := &Events{List: b.Events()}
+	f := Filter{Rcpt: "x@a.example", Sender: "alice@example.org"}
+	r, err := RebuildBefore(context.Background(), src, Point{Seq: 1})
+	require.NoError(t, err)
+	var out strings.Builder
+	require.NoError(t, r.Run(context.Background(), Point{}, func(e log.Event, q *projections.Queue) error {
+		f.Match(e, q)
+		out.WriteString(Line(e, q) + "\n")
+		return WriteJSON(&out, e, q)
+	}))
+	require.Equal(t, len(nils), r.AnomalyCount)
+	stories, err := Audit(context.Background(), src, "A")
+	require.NoError(t, err)
+	require.NoError(t, WriteStory(&out, stories[0], nil))
+	rep, err := Verify(context.Background(), src, nil)
+	require.NoError(t, err)
+	require.Equal(t, len(nils), rep.ByRule["malformed"], "%v", rep.Violations)
+}

@@ -117,7 +117,7 @@ func rcptStatus(r projections.Recipient, msgHeld bool, get func(uint64) (log.Eve
 	switch r.State {
 	case projections.StateDeferred:
 		reason := ""
-		if p, ok := e.Payload.(*log.RcptDeferred); haveEvent && ok {
+		if p, ok := payload(e).(*log.RcptDeferred); haveEvent && ok {
 			reason = p.Reason
 			if reason == "" && p.Code != 0 {
 				reason = strings.TrimSpace(fmt.Sprintf("%d %s", p.Code, p.Enhanced))
@@ -129,7 +129,7 @@ func rcptStatus(r projections.Recipient, msgHeld bool, get func(uint64) (log.Eve
 		s = "Deferred: " + reason
 	case projections.StateInFlight:
 		s = "Delivery in progress"
-		if p, ok := e.Payload.(*log.AttemptStarted); haveEvent && ok && p.Host != "" {
+		if p, ok := payload(e).(*log.AttemptStarted); haveEvent && ok && p.Host != "" {
 			s += " to " + p.Host
 			if p.IP != "" {
 				s += " [" + p.IP + "]"

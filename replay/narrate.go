@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,19 @@ import (
 	"github.com/smx-mta/smx/log"
 	"github.com/smx-mta/smx/projections"
 )
+
+// payload returns e's payload, or nil when it has none: a missing payload
+// or a nil pointer of a payload type, which a damaged or hand-made event
+// could carry, must not crash a reader.
+func payload(e log.Event) log.Payload {
+	if e.Payload == nil {
+		return nil
+	}
+	if v := reflect.ValueOf(e.Payload); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	return e.Payload
+}
 
 // field is one name=value pair of an event's description.
 type field struct{ name, value string }
@@ -70,7 +84,7 @@ func describe(e log.Event, q *projections.Queue) (verb string, fields []field) {
 			add(name, strconv.FormatInt(v, 10))
 		}
 	}
-	switch p := e.Payload.(type) {
+	switch p := payload(e).(type) {
 	case *log.TxnReceived:
 		verb = "received"
 		add("from", "<"+p.Sender+">")
@@ -360,7 +374,7 @@ func (f Filter) matchRcpt(e log.Event, q *projections.Queue) bool {
 		}
 		return false
 	}
-	switch p := e.Payload.(type) {
+	switch p := payload(e).(type) {
 	case *log.TxnReceived:
 		for _, r := range p.Rcpts {
 			if strings.EqualFold(r.Addr, f.Rcpt) {
