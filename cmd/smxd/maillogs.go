@@ -123,3 +123,13 @@ func (m *mailLogs) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Chown gives the log files to uid:gid, so that smxd can reopen them
+// after it has dropped root.
+func (m *mailLogs) Chown(uid, gid int) error {
+	var errs []error
+	for path := range m.files {
+		errs = append(errs, os.Chown(path, uid, gid))
+	}
+	return errors.Join(errs...)
+}

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,13 +90,17 @@ func TestConfigDumpRoundTrip(t *testing.T) {
 
 func testConfig(t *testing.T) (conf, queue, maillog string) {
 	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
 	queue = filepath.Join(dir, "spool")
 	maillog = filepath.Join(dir, "maillog")
 	conf = filepath.Join(dir, "smx.conf")
 	require.NoError(t, os.WriteFile(conf, []byte(`
 queue_directory = `+queue+`;
 log { output = file; file = `+maillog+`; }
-smtps MTA { listen_socket { address = 127.0.0.1; port = 2525; } }
+smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } }
 `), 0o644))
 	return conf, queue, maillog
 }
@@ -103,16 +109,24 @@ func TestRunStopsOnCancel(t *testing.T) {
 	file, queue, maillog := testConfig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // smxd starts, sees the cancellation and stops cleanly
-	_, _, err := execute(t, ctx, "run", "-f", file)
+	_, _, err := execute(t, ctx, "run", "-f", file, "--allow-root")
 	require.NoError(t, err)
 	_, err = os.Stat(filepath.Join(queue, "ids"))
 	require.NoError(t, err, "the id counter is reserved at start")
 	log, err := os.ReadFile(maillog)
 	require.NoError(t, err)
-	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
-	require.Len(t, lines, 2)
-	require.Regexp(t, `^\S+ smx: func=smxd_start, version=\S+, pid=\d+, config=`+file+`, queue_directory=`+queue+`, hostname=\S+, smtps=MTA\[127\.0\.0\.1:2525\]$`, lines[0])
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if strings.Contains(l, " smx: ") { // the global log, not the modules'
+			lines = append(lines, l)
+		}
+	}
+	require.Len(t, lines, 2, string(log))
+	require.Regexp(t, `^\S+ smx: func=smxd_start, version=\S+, pid=\d+, config=`+file+`, queue_directory=`+queue+
+		`, hostname=\S+, smtps=MTA\[127\.0\.0\.1:\d+\], control_socket=`+queue+`/control.sock, user=\S+$`, lines[0])
 	require.Regexp(t, `^\S+ smx: func=smxd_stop, uptime=\d+$`, lines[1])
+	require.Contains(t, string(log), "func=qmgr_recovery")
+	require.Contains(t, string(log), "func=qmgr_snapshot")
 }
 
 func TestRunBadConfig(t *testing.T) {
@@ -136,7 +150,7 @@ func TestBinarySignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			file, _, maillog := testConfig(t)
-			cmd := exec.Command(bin, "run", "-f", file)
+			cmd := exec.Command(bin, "run", "-f", file, "--allow-root")
 			stderr, err := cmd.StderrPipe()
 			require.NoError(t, err)
 			require.NoError(t, cmd.Start())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,17 +11,23 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// shutdownTimeout bounds a clean stop after SIGINT or SIGTERM.
-const shutdownTimeout = 30 * time.Second
+// defaultGrace bounds a clean stop after SIGINT or SIGTERM: sessions and
+// delivery attempts in progress get this long to finish.
+const defaultGrace = 30 * time.Second
 
 func newRunCmd() *cobra.Command {
 	var file string
-	var debug bool
+	var debug, allowRoot bool
+	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run smxd in the foreground",
-		Long: "Run loads the configuration (the embedded default without -f), creates the queue directory, " +
-			"opens the mail log and runs until SIGINT or SIGTERM. SIGUSR2 reopens log files for rotation.",
+		Long: "Run loads the configuration (the embedded default without -f), checks the permissions of its " +
+			"directories and maps, binds its sockets, drops to the configured user when started as root, " +
+			"recovers the queues from the event log and starts serving.\n\n" +
+			"Signals: SIGINT and SIGTERM stop smxd cleanly (sessions and delivery attempts get --grace to " +
+			"finish, then a snapshot is written); SIGHUP reloads the maps and the reloadable parts of " +
+			"smx.conf; SIGUSR2 reopens the log files after rotation.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := loadConfig(cmd, file)
@@ -40,8 +45,11 @@ func newRunCmd() *cobra.Command {
 			reopen := make(chan os.Signal, 1)
 			signal.Notify(reopen, syscall.SIGUSR2)
 			defer signal.Stop(reopen)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 
-			d := newDaemon(c, debugLog)
+			d := newDaemon(c, debugLog, allowRoot)
 			if err := d.Start(ctx); err != nil {
 				return err
 			}
@@ -51,19 +59,30 @@ func newRunCmd() *cobra.Command {
 					running = false
 				case <-reopen:
 					if err := d.Reopen(); err != nil {
-						debugLog.Error("reopen mail log", "err", err)
+						debugLog.Error("reopen log files", "err", err)
+					}
+				case <-hup:
+					debugLog.Info("SIGHUP: reloading")
+					if _, err := d.reload(); err != nil {
+						debugLog.Error("reload", "err", err)
 					}
 				}
 			}
-			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			debugLog.Info("stopping", "grace", grace)
+			stopCtx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
 			if err := d.Stop(stopCtx); err != nil {
-				return fmt.Errorf("stop: %w", err)
+				// What was left when the grace period ended was closed;
+				// every acknowledged message is in the log all the same.
+				debugLog.Warn("stop", "err", err)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file (default: the embedded default)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "write debug logging (log/slog) to stderr")
+	cmd.Flags().BoolVar(&allowRoot, "allow-root", false,
+		"keep running as root when smx.conf names no user (for development machines and containers)")
+	cmd.Flags().DurationVar(&grace, "grace", defaultGrace, "how long sessions and delivery attempts may take to finish at stop")
 	return cmd
 }

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/smx-mta/smx/cmd/smxd/wire"
+	"github.com/smx-mta/smx/log/maillog"
+	"github.com/smx-mta/smx/projections"
+	"github.com/smx-mta/smx/replay"
+	"github.com/smx-mta/smx/scheduler"
+	"github.com/smx-mta/smx/smtp/client"
+)
+
+// qmgrProcessID is the process byte of the ss_ta ids QMGR gives the DSNs
+// it makes; SMTP servers use their section's id (0, 1, ...).
+const qmgrProcessID = 0xFF
+
+// qmgr is the qmgr component: recovery of the queues from the newest
+// snapshot and the log, then the scheduler with the SMTP/LMTP client
+// (QMGR and SMTPC of the seed).
+type qmgr struct {
+	d     *daemon
+	st    *storage
+	q     *projections.Queue
+	sched *scheduler.Scheduler
+
+	ctx     context.Context // of Run
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when Run returned
+	runErr  error
+	stopped chan struct{}
+	once    sync.Once
+}
+
+func (d *daemon) startQMGR(ctx context.Context) (*qmgr, error) {
+	st := d.storage.Load()
+	c := d.config()
+	ml := d.logs.Logger("qmgr")
+
+	start := time.Now()
+	rep, err := replay.Recover(ctx, replay.FromLog(st.log))
+	if err != nil {
+		return nil, fmt.Errorf("recovery: %w", err)
+	}
+	q := rep.Queue()
+	sizes := q.Sizes()
+	took := time.Since(start)
+	line := ml.Line(maillog.LevelNotice).Func("qmgr_recovery").Uint("snapshot_seq", rep.FromSnapshot).
+		Int("events", int64(rep.Applied)).Uint("last_seq", q.Seq()).
+		Int("IQDB", int64(sizes.IQDB)).Int("DEFEDB", int64(sizes.DEFEDB)).
+		Int("queued", int64(sizes.IQDB+sizes.DEFEDB)).Str("duration", fmt.Sprintf("%.6f", took.Seconds()))
+	if rep.AnomalyCount > 0 {
+		line = line.Int("anomalies", int64(rep.AnomalyCount))
+	}
+	line.Write()
+	for _, e := range rep.SkippedSnapshots {
+		ml.Line(maillog.LevelWarning).Func("qmgr_recovery").Str("skipped_snapshot", e.Error()).Write()
+	}
+	for _, a := range rep.Anomalies {
+		ml.Line(maillog.LevelWarning).Func("qmgr_recovery").Str("anomaly", a.Error()).Write()
+	}
+	d.debug.Info("recovery", "snapshot_seq", rep.FromSnapshot, "events", rep.Applied, "queued", sizes.IQDB+sizes.DEFEDB, "took", took)
+	d.metrics.recoverySeconds.Set(took.Seconds())
+
+	copts, err := wire.ClientOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	copts.Logger = d.debug.With("component", "smtpc")
+	qc, err := wire.ReadQMGRConf(c.QMGR.Conf)
+	if err != nil {
+		return nil, err
+	}
+	opts := wire.SchedulerOptions(c, qc)
+	opts.Log = st.Log
+	opts.Feed = &scheduler.LogFeed{Log: st.log}
+	opts.Resolver = smarResolver{d}
+	opts.Client = client.New(copts)
+	opts.Content = scheduler.StoreContent{CDB: st.cdb}
+	opts.NewTxnID = func() (string, error) {
+		id, err := d.serverIDs.Next(qmgrProcessID)
+		if err != nil {
+			return "", err
+		}
+		return id.String(), nil
+	}
+	opts.ClientIDs = d.clientIDs
+	opts.MailLog = ml
+	opts.Logger = d.debug.With("component", "qmgr")
+	queueDir := c.QueueDirectory
+	opts.DiskFree = func() (int64, error) {
+		free, _, err := diskSpace(queueDir)
+		return free, err
+	}
+	sched, err := scheduler.New(q, opts)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m := &qmgr{d: d, st: st, q: q, sched: sched, ctx: runCtx, cancel: cancel,
+		done: make(chan struct{}), stopped: make(chan struct{})}
+	d.qmgr.Store(m)
+	return m, nil
+}
+
+func (m *qmgr) Run() error {
+	go m.snapshots()
+	err := m.sched.Run(m.ctx)
+	m.runErr = err
+	close(m.done)
+	select {
+	case <-m.stopped:
+		return nil
+	default:
+	}
+	if err == nil {
+		err = errors.New("scheduler stopped")
+	}
+	return err
+}
+
+// Stop stops the scheduler and writes a snapshot of the queues, so that
+// the next start replays only what comes after.
+func (m *qmgr) Stop(ctx context.Context) error {
+	m.once.Do(func() { close(m.stopped) })
+	m.cancel()
+	<-m.done
+	// The scheduler is done with the queue: it is ours to snapshot.
+	if err := replay.SaveSnapshot(m.st.log, m.q); err != nil {
+		return fmt.Errorf("snapshot at stop: %w", err)
+	}
+	m.d.snapshotSeq.Store(m.q.Seq())
+	m.d.logs.Logger("qmgr").Line(maillog.LevelNotice).Func("qmgr_snapshot").Uint("seq", m.q.Seq()).Str("when", "stop").Write()
+	return nil
+}
+
+// snapshots writes a snapshot every snapshot_interval while the
+// scheduler runs.
+func (m *qmgr) snapshots() {
+	interval := m.d.config().QMGR.EventLog.SnapshotInterval
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+			var buf bytes.Buffer
+			seq, err := m.sched.Snapshot(m.ctx, &buf)
+			if err == nil {
+				err = m.st.log.SaveSnapshot(seq, buf.Bytes())
+			}
+			if err != nil {
+				if m.ctx.Err() == nil {
+					m.d.debug.Error("periodic snapshot", "err", err)
+				}
+				continue
+			}
+			m.d.snapshotSeq.Store(seq)
+			m.d.logs.Logger("qmgr").Line(maillog.LevelInfo).Func("qmgr_snapshot").Uint("seq", seq).Int("bytes", int64(buf.Len())).Write()
+		}
+	}
+}
+
+// diskSpace returns the free (for unprivileged users) and total bytes of
+// the file system that holds path.
+func diskSpace(path string) (free, total int64, err error) {
+	var s syscall.Statfs_t
+	if err := syscall.Statfs(path, &s); err != nil {
+		return 0, 0, err
+	}
+	return int64(s.Bavail) * int64(s.Bsize), int64(s.Blocks) * int64(s.Bsize), nil
+}
