@@ -100,6 +100,8 @@ type moved struct {
 	from   location
 	off    int64 // in the new segment
 	length int64
+	stamp  int64
+	check  uint32
 }
 
 // compactBatch copies the live bodies of the segments ids into one new
@@ -186,14 +188,16 @@ func (s *Store) compactBatch(ctx context.Context, ids []uint64) error {
 			if cur != src.g || loc.off != e.off || released {
 				continue
 			}
-			if err := copyRecord(out, off, src.f, e, buf); err != nil {
+			h, check, err := copyRecord(out, off, src.f, e, buf)
+			if err != nil {
 				if errors.Is(err, ErrCorrupt) {
 					markDamaged(src.g, err)
 					return abandon(nil)
 				}
 				return abandon(fmt.Errorf("cdb: compact: %w", err))
 			}
-			copied = append(copied, moved{key: e.key, from: location{seg: src.g.id, off: e.off}, off: off, length: e.length})
+			copied = append(copied, moved{key: e.key, from: location{seg: src.g.id, off: e.off}, off: off,
+				length: e.length, stamp: h.stamp, check: check})
 			off += e.length
 		}
 	}
@@ -201,7 +205,7 @@ func (s *Store) compactBatch(ctx context.Context, ids []uint64) error {
 	if len(copied) > 0 {
 		footer := make([]footerEntry, len(copied))
 		for i, m := range copied {
-			footer[i] = footerEntry{off: m.off, key: m.key, length: m.length}
+			footer[i] = footerEntry{off: m.off, key: m.key, length: m.length, stamp: m.stamp, check: m.check}
 		}
 		if size, err = writeSeal(out, off, footer, now); err != nil {
 			return abandon(fmt.Errorf("cdb: compact: %w", err))
@@ -264,23 +268,23 @@ func (s *Store) compactBatch(ctx context.Context, ids []uint64) error {
 // copyRecord copies the record e of src to dst at off, checking its header
 // against the index and its body and envelope against their checksums as
 // it goes, so that damage is never copied into a healthy segment.
-func copyRecord(dst *os.File, off int64, src *os.File, e footerEntry, buf []byte) error {
+func copyRecord(dst *os.File, off int64, src *os.File, e footerEntry, buf []byte) (recordHeader, uint32, error) {
 	hb := make([]byte, recordHeaderSize)
 	if _, err := src.ReadAt(hb, e.off); err != nil {
-		return err
+		return recordHeader{}, 0, err
 	}
-	h, _, err := decodeRecordHeader(hb)
+	h, check, err := decodeRecordHeader(hb)
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
 			err = fmt.Errorf("%v: %w", err, ErrCorrupt)
 		}
-		return fmt.Errorf("offset %d: %w", e.off, err)
+		return recordHeader{}, 0, fmt.Errorf("offset %d: %w", e.off, err)
 	}
 	if h.key != e.key || h.recordLen() != e.length {
-		return fmt.Errorf("offset %d: header does not match the index: %w", e.off, ErrCorrupt)
+		return recordHeader{}, 0, fmt.Errorf("offset %d: header does not match the index: %w", e.off, ErrCorrupt)
 	}
 	if _, err := dst.WriteAt(hb, off); err != nil {
-		return err
+		return recordHeader{}, 0, err
 	}
 	parts := []struct {
 		at, n int64
@@ -295,12 +299,12 @@ func copyRecord(dst *os.File, off int64, src *os.File, e footerEntry, buf []byte
 		r := io.TeeReader(io.NewSectionReader(src, p.at, p.n), sum)
 		n, err := io.CopyBuffer(io.NewOffsetWriter(dst, at), r, buf)
 		if err != nil {
-			return err
+			return recordHeader{}, 0, err
 		}
 		if n != p.n || sum.Sum32() != p.crc {
-			return fmt.Errorf("offset %d: %w", e.off, ErrCorrupt)
+			return recordHeader{}, 0, fmt.Errorf("offset %d: %w", e.off, ErrCorrupt)
 		}
 		at += p.n
 	}
-	return nil
+	return h, check, nil
 }

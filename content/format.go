@@ -18,8 +18,8 @@ const (
 	fileHeaderSize   = 64 // at offset 0 of every segment
 	recordHeaderSize = 64 // in front of every record
 	trailerSize      = 64 // the last bytes of a sealed segment
-	footerEntrySize  = 32 // one per record, between the records and the trailer
-	relEntrySize     = 24 // one per release mark in a .rel file
+	footerEntrySize  = 48 // one per record, between the records and the trailer
+	relEntrySize     = 32 // one per mark in a .rel file
 
 	segmentMagic = "SMXCDB\r\n"
 	recordMagic  = "CDBR"
@@ -292,16 +292,22 @@ func decodeRecordHeader(b []byte) (recordHeader, uint32, error) {
 	return h, check, nil
 }
 
-// footerEntry describes one record of a sealed segment.
+// footerEntry describes one record of a sealed segment, so that the
+// references in a segment can be listed without reading its records.
 //
 //	0  8  offset of the record in this segment
 //	8  8  key segment id
 //	16 8  key offset
 //	24 8  record length (header, body and envelope)
+//	32 8  stamp (as in the record header)
+//	40 4  the record's check (its header checksum)
+//	44 4  zero
 type footerEntry struct {
 	off    int64
 	key    key
 	length int64
+	stamp  int64
+	check  uint32
 }
 
 func (e footerEntry) put(b []byte) {
@@ -309,6 +315,9 @@ func (e footerEntry) put(b []byte) {
 	binary.LittleEndian.PutUint64(b[8:], e.key.seg)
 	binary.LittleEndian.PutUint64(b[16:], uint64(e.key.off))
 	binary.LittleEndian.PutUint64(b[24:], uint64(e.length))
+	binary.LittleEndian.PutUint64(b[32:], uint64(e.stamp))
+	binary.LittleEndian.PutUint32(b[40:], e.check)
+	binary.LittleEndian.PutUint32(b[44:], 0)
 }
 
 func decodeFooterEntry(b []byte) footerEntry {
@@ -316,8 +325,13 @@ func decodeFooterEntry(b []byte) footerEntry {
 		off:    int64(binary.LittleEndian.Uint64(b[0:])),
 		key:    key{seg: binary.LittleEndian.Uint64(b[8:]), off: int64(binary.LittleEndian.Uint64(b[16:]))},
 		length: int64(binary.LittleEndian.Uint64(b[24:])),
+		stamp:  int64(binary.LittleEndian.Uint64(b[32:])),
+		check:  binary.LittleEndian.Uint32(b[40:]),
 	}
 }
+
+// ref returns the reference of the record e describes.
+func (e footerEntry) ref() string { return formatRef(e.key, e.check) }
 
 // trailer ends a sealed segment.
 //
@@ -331,7 +345,7 @@ func decodeFooterEntry(b []byte) footerEntry {
 //	56 4  CRC-32C of the footer
 //	60 4  CRC-32C of bytes 0..59
 //
-// A sealed segment is exactly F + 32*N + 64 bytes long.
+// A sealed segment is exactly F + 48*N + 64 bytes long.
 type trailer struct {
 	count     int64
 	footerOff int64
@@ -378,36 +392,54 @@ func decodeTrailer(b []byte, size int64) (trailer, error) {
 	return t, nil
 }
 
-// relEntry is one release mark: the record at off (in the segment the .rel
-// file belongs to) is no longer needed.
+// relEntry is one mark in a .rel file: the record at off (in the segment
+// the file belongs to) is no longer live there, because it was released or
+// because a newer copy of it supersedes this one (a crash during compaction
+// left both; see Store.resolveCopies).
 //
 //	0  8  offset of the record
 //	8  8  record length
-//	16 4  the record's header checksum
-//	20 4  CRC-32C of bytes 0..19
+//	16 4  the record's check, or 0 when not known
+//	20 4  kind: 1 released, 2 superseded
+//	24 4  zero
+//	28 4  CRC-32C of bytes 0..27
 type relEntry struct {
-	off    int64
-	length int64
-	check  uint32
+	off        int64
+	length     int64
+	check      uint32
+	superseded bool
 }
+
+const (
+	relReleased   = 1
+	relSuperseded = 2
+)
 
 func (e relEntry) put(b []byte) {
 	binary.LittleEndian.PutUint64(b[0:], uint64(e.off))
 	binary.LittleEndian.PutUint64(b[8:], uint64(e.length))
 	binary.LittleEndian.PutUint32(b[16:], e.check)
-	binary.LittleEndian.PutUint32(b[20:], checksum(b[:20]))
+	kind := uint32(relReleased)
+	if e.superseded {
+		kind = relSuperseded
+	}
+	binary.LittleEndian.PutUint32(b[20:], kind)
+	binary.LittleEndian.PutUint32(b[24:], 0)
+	binary.LittleEndian.PutUint32(b[28:], checksum(b[:28]))
 }
 
 func decodeRelEntry(b []byte) (relEntry, bool) {
-	if len(b) < relEntrySize || binary.LittleEndian.Uint32(b[20:]) != checksum(b[:20]) {
+	if len(b) < relEntrySize || binary.LittleEndian.Uint32(b[28:]) != checksum(b[:28]) {
 		return relEntry{}, false
 	}
+	kind := binary.LittleEndian.Uint32(b[20:])
 	e := relEntry{
-		off:    int64(binary.LittleEndian.Uint64(b[0:])),
-		length: int64(binary.LittleEndian.Uint64(b[8:])),
-		check:  binary.LittleEndian.Uint32(b[16:]),
+		off:        int64(binary.LittleEndian.Uint64(b[0:])),
+		length:     int64(binary.LittleEndian.Uint64(b[8:])),
+		check:      binary.LittleEndian.Uint32(b[16:]),
+		superseded: kind == relSuperseded,
 	}
-	if e.off < fileHeaderSize || e.length < recordHeaderSize {
+	if e.off < fileHeaderSize || e.length < recordHeaderSize || (kind != relReleased && kind != relSuperseded) {
 		return relEntry{}, false
 	}
 	return e, true

@@ -2,7 +2,6 @@ package content
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"slices"
@@ -28,6 +27,42 @@ type Body struct {
 // committed, released or moved while Scan runs may or may not be reported,
 // but none is reported twice.
 func (s *Store) Scan(ctx context.Context, fn func(Body) error) error {
+	return s.walk(ctx, func(f *os.File, seg uint64, e footerEntry) error {
+		return fn(readBodyInfo(f, seg, e))
+	})
+}
+
+// ReleaseOrphans releases every live body committed before this Store was
+// opened whose reference referenced does not know, and returns how many it
+// released. The daemon calls it at start-up, once the projections are
+// rebuilt from the log, with a function that reports whether a queued
+// message still has the reference: it reclaims the bodies whose Commit or
+// TxnReceived append never completed before a crash, and those whose
+// release mark was lost. Bodies committed since Open are never touched, so
+// a body whose TxnReceived is still being appended is safe. It reads only
+// segment indexes, not records.
+func (s *Store) ReleaseOrphans(ctx context.Context, referenced func(ref string) bool) (int, error) {
+	var orphans []string
+	err := s.walk(ctx, func(_ *os.File, _ uint64, e footerEntry) error {
+		if e.stamp < s.openedAt && !referenced(e.ref()) {
+			orphans = append(orphans, e.ref())
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, ref := range orphans {
+		if err := s.Release(ref); err != nil {
+			return i, err
+		}
+	}
+	return len(orphans), nil
+}
+
+// walk calls fn for the index entry of every live record, with a
+// descriptor of its segment.
+func (s *Store) walk(ctx context.Context, fn func(f *os.File, seg uint64, e footerEntry) error) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -40,14 +75,14 @@ func (s *Store) Scan(ctx context.Context, fn func(Body) error) error {
 	s.mu.Unlock()
 	slices.Sort(ids)
 	for _, id := range ids {
-		if err := s.scanSegment(ctx, id, fn); err != nil {
+		if err := s.walkSegment(ctx, id, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) scanSegment(ctx context.Context, id uint64, fn func(Body) error) error {
+func (s *Store) walkSegment(ctx context.Context, id uint64, fn func(f *os.File, seg uint64, e footerEntry) error) error {
 	s.mu.Lock()
 	g := s.segments[id]
 	if g == nil {
@@ -81,7 +116,7 @@ func (s *Store) scanSegment(ctx context.Context, id uint64, fn func(Body) error)
 		if cur != g || loc.off != e.off || released {
 			continue
 		}
-		if err := fn(readBodyInfo(f, g.id, e)); err != nil {
+		if err := fn(f, g.id, e); err != nil {
 			return err
 		}
 	}
@@ -92,11 +127,11 @@ func (s *Store) scanSegment(ctx context.Context, id uint64, fn func(Body) error)
 func readBodyInfo(f *os.File, seg uint64, e footerEntry) Body {
 	hb := make([]byte, recordHeaderSize)
 	if _, err := f.ReadAt(hb, e.off); err != nil {
-		return Body{Ref: formatRef(e.key, 0), Err: fmt.Errorf("segment %016x offset %d: %w", seg, e.off, err)}
+		return Body{Ref: e.ref(), Err: fmt.Errorf("segment %016x offset %d: %w", seg, e.off, err)}
 	}
-	b := Body{Ref: formatRef(e.key, binary.LittleEndian.Uint32(hb[60:]))}
-	h, _, err := decodeRecordHeader(hb)
-	if err == nil && (h.key != e.key || h.recordLen() != e.length) {
+	b := Body{Ref: e.ref()}
+	h, check, err := decodeRecordHeader(hb)
+	if err == nil && (h.key != e.key || h.recordLen() != e.length || check != e.check) {
 		err = fmt.Errorf("header does not match the segment index: %w", ErrCorrupt)
 	}
 	if err != nil {

@@ -24,6 +24,9 @@ type segment struct {
 	// copies superseded by a newer copy of the same body, are here.
 	released      map[int64]int64
 	releasedBytes int64
+	// superseded lists, among the released, the offsets marked as
+	// superseded copies rather than released bodies. Only Open needs it.
+	superseded map[int64]bool
 
 	// index lists the records of a segment that is being written; it
 	// becomes the footer when the segment is sealed, and is nil after.
@@ -131,7 +134,7 @@ func scanRecords(f *os.File, h fileHeader, size int64) ([]footerEntry, int64) {
 		if _, err := f.ReadAt(hb, off); err != nil {
 			break
 		}
-		rh, _, err := decodeRecordHeader(hb)
+		rh, check, err := decodeRecordHeader(hb)
 		if err != nil {
 			break
 		}
@@ -149,7 +152,7 @@ func scanRecords(f *os.File, h fileHeader, size int64) ([]footerEntry, int64) {
 		if c, err := crcOf(env, buf); err != nil || c != rh.envCRC {
 			break
 		}
-		entries = append(entries, footerEntry{off: off, key: rh.key, length: rh.recordLen()})
+		entries = append(entries, footerEntry{off: off, key: rh.key, length: rh.recordLen(), stamp: rh.stamp, check: check})
 		off += rh.recordLen()
 	}
 	return entries, off

@@ -28,6 +28,7 @@ type Store struct {
 	segments  map[uint64]*segment
 	relocated map[key]location // bodies compaction moved: key to where they are now
 	nextID    uint64
+	openedAt  int64 // Unix nanoseconds; ReleaseOrphans leaves later bodies alone
 
 	// The segment that receives bodies of up to InlineLimit bytes.
 	active     *segment // nil until the first commit after Open or a roll
@@ -228,7 +229,9 @@ func (s *Store) load() error {
 			s.deleteSegmentLocked(g)
 		}
 	}
-	s.nextID = max(maxID+1, uint64(s.opts.Now().UnixMicro()))
+	now := s.opts.Now()
+	s.nextID = max(maxID+1, uint64(now.UnixMicro()))
+	s.openedAt = now.UnixNano()
 	for f := range s.dirtyRel {
 		if err := datasync(f); err != nil {
 			return err
@@ -319,6 +322,12 @@ func (s *Store) loadReleases(g *segment) error {
 		}
 		if e.off+e.length <= fileHeaderSize+g.dataBytes {
 			g.markReleased(e.off, e.length)
+			if e.superseded {
+				if g.superseded == nil {
+					g.superseded = make(map[int64]bool)
+				}
+				g.superseded[e.off] = true
+			}
 		}
 	}
 	if n < len(b) {
@@ -339,9 +348,11 @@ func (s *Store) loadReleases(g *segment) error {
 // resolveCopies decides, after a crash, which copy of each body is the
 // live one. Compaction writes a body's copy into a newer segment before it
 // deletes the old one, so a crash in between leaves two copies: the newest
-// wins and the others are marked released on disk (so that deleting the
-// newest later can never resurrect an old copy). If any copy was released,
-// the body is released.
+// wins and the others are marked superseded on disk (so that deleting the
+// newest later can never resurrect an old copy). If any copy was released
+// (a Release that hit the old copy while compaction was copying it), the
+// body is released. Superseded marks are kept apart from release marks:
+// a superseded old copy says nothing about the body.
 func (s *Store) resolveCopies(segIDs []uint64, compacted map[uint64][]footerEntry) error {
 	type copyOf struct {
 		g      *segment
@@ -366,7 +377,7 @@ func (s *Store) resolveCopies(segIDs []uint64, compacted map[uint64][]footerEntr
 	for k, list := range copies {
 		released := false
 		for _, c := range list {
-			if _, ok := c.g.released[c.off]; ok {
+			if _, ok := c.g.released[c.off]; ok && !c.g.superseded[c.off] {
 				released = true
 			}
 		}
@@ -378,7 +389,8 @@ func (s *Store) resolveCopies(segIDs []uint64, compacted map[uint64][]footerEntr
 			if _, ok := c.g.released[c.off]; ok {
 				continue
 			}
-			if err := s.appendReleaseLocked(c.g, relEntry{off: c.off, length: c.length}); err != nil {
+			mark := relEntry{off: c.off, length: c.length, superseded: i < len(list)-1 && !released}
+			if err := s.appendReleaseLocked(c.g, mark); err != nil {
 				return err
 			}
 			c.g.markReleased(c.off, c.length)

@@ -540,3 +540,40 @@ func TestSyncFailureIsSticky(t *testing.T) {
 	require.ErrorContains(t, err, "injected EIO")
 	require.Nil(t, w)
 }
+
+func TestReleaseOrphans(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	opts := testOptions()
+	opts.SegmentSize = 16 << 10
+	opts.Now = func() time.Time { now = now.Add(time.Millisecond); return now }
+	s := openStore(t, dir, opts)
+	var refs []string
+	for i := range 12 {
+		refs = append(refs, put(t, s, fmt.Sprintf("S%d", i), body(uint64(i), 3000)))
+	}
+	large := put(t, s, "SLARGE", body(99, 2*opts.InlineLimit))
+	require.NoError(t, s.Release(refs[0])) // already released: not an orphan
+	require.NoError(t, s.Close())
+
+	s = openStore(t, dir, opts)
+	defer s.Close()
+	// A body committed after Open whose TxnReceived is not in the log yet.
+	fresh := put(t, s, "SFRESH", body(100, 10))
+	queued := map[string]bool{refs[2]: true, refs[5]: true, large: true}
+	var asked []string
+	n, err := s.ReleaseOrphans(context.Background(), func(ref string) bool {
+		asked = append(asked, ref)
+		return queued[ref]
+	})
+	require.NoError(t, err)
+	require.Equal(t, 9, n, "12 bodies, 1 released before, 2 queued")
+	require.NotContains(t, asked, refs[0])
+	require.NotContains(t, asked, fresh)
+	for i, ref := range refs {
+		require.Equal(t, queued[ref], s.Exists(ref), "body %d", i)
+	}
+	requireBody(t, s, large, body(99, 2*opts.InlineLimit))
+	requireBody(t, s, fresh, body(100, 10))
+	require.EqualValues(t, 4, s.Stats().Bodies)
+}

@@ -233,7 +233,7 @@ func (s *Store) appendInline(rec []byte, h recordHeader) (key, uint32, uint64, e
 	s.activeSize += length
 	g.count++
 	g.dataBytes += length
-	g.index = append(g.index, footerEntry{off: off, key: h.key, length: length})
+	g.index = append(g.index, footerEntry{off: off, key: h.key, length: length, stamp: h.stamp, check: check})
 	s.written++
 	s.kickSync()
 	return h.key, check, s.written, nil
@@ -332,7 +332,7 @@ func (w *Writer) commitOwn(now time.Time) (string, error) {
 	if _, err := f.WriteAt(hb, fileHeaderSize); err != nil {
 		return fail(err)
 	}
-	entry := footerEntry{off: fileHeaderSize, key: h.key, length: h.recordLen()}
+	entry := footerEntry{off: fileHeaderSize, key: h.key, length: h.recordLen(), stamp: h.stamp, check: check}
 	size, err := writeSeal(f, fileHeaderSize+h.recordLen(), []footerEntry{entry}, now.UnixNano())
 	if err != nil {
 		return fail(err)
