@@ -100,8 +100,8 @@ func (d *daemon) handleControl(ctx context.Context, peer control.Peer, req contr
 		return d.reload()
 	case control.CmdRestart:
 		logAction("restart " + req.Component)
-		names := append([]string{req.Component}, d.restartSet(req.Component)...)
-		if err := d.sup.Restart(ctx, req.Component); err != nil {
+		names, err := d.sup.Restart(ctx, req.Component)
+		if err != nil {
 			return nil, err
 		}
 		return control.RestartResult{Restarted: names}, nil
@@ -146,16 +146,6 @@ func (d *daemon) handleControl(ctx context.Context, peer control.Peer, req contr
 	}
 	logAction(req.Command)
 	return action, nil
-}
-
-// restartSet lists the components restarted together with name.
-func (d *daemon) restartSet(name string) []string {
-	for _, c := range d.components {
-		if c.Name == name {
-			return c.RestartDependencies
-		}
-	}
-	return nil
 }
 
 // status gathers what smxctl status shows.

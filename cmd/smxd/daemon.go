@@ -200,7 +200,7 @@ func (d *daemon) supervisorEvent(e supervisor.Event) {
 			Str("error", e.Err.Error()).Str("restart_in", e.Backoff.String()).Write()
 	case "restarting":
 		ml.Line(maillog.LevelNotice).Func("component_restart").Str("component", e.Component).
-			Str("with", strings.Join(e.With, ",")).Write()
+			Str("with", strings.Join(e.With, ";")).Write()
 	case "restarted":
 		d.metrics.restarts.With(e.Component).Inc()
 	}

@@ -55,8 +55,8 @@ func (d *daemon) reload() (control.ReloadResult, error) {
 		res.Reloaded = append(res.Reloaded, "map "+name)
 	}
 	res.NeedRestart = changedOptions(merged, next)
-	ml.Line(maillog.LevelNotice).Func("smxd_reload").Str("reloaded", strings.Join(res.Reloaded, ",")).
-		Str("need_restart", strings.Join(res.NeedRestart, ",")).Write()
+	ml.Line(maillog.LevelNotice).Func("smxd_reload").Str("reloaded", strings.Join(res.Reloaded, ";")).
+		Str("need_restart", strings.Join(res.NeedRestart, ";")).Write()
 	d.debug.Info("reloaded", "reloaded", res.Reloaded, "need_restart", res.NeedRestart)
 	return res, nil
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -272,26 +273,27 @@ func (s *Supervisor) stopOne(ctx context.Context, e *entry) {
 }
 
 // Restart restarts the named components and their restart dependencies at
-// once (an operator's request), and returns when they run again.
-func (s *Supervisor) Restart(ctx context.Context, names ...string) error {
+// once (an operator's request), and returns when they run again, with the
+// names of the components restarted in start order.
+func (s *Supervisor) Restart(ctx context.Context, names ...string) ([]string, error) {
 	for _, n := range names {
 		if _, ok := s.byName[n]; !ok {
-			return fmt.Errorf("no component %q (components: %v)", n, s.order)
+			return nil, fmt.Errorf("no component %q (components: %s)", n, strings.Join(s.order, ", "))
 		}
 	}
 	req := request{names: names, reply: make(chan error, 1)}
 	select {
 	case s.requests <- req:
 	case <-s.done:
-		return errors.New("supervisor: stopped")
+		return nil, errors.New("supervisor: stopped")
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	select {
 	case err := <-req.reply:
-		return err
+		return s.closure(names), err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

@@ -182,9 +182,12 @@ func TestStartOrderRestartAndStop(t *testing.T) {
 	require.Equal(t, 3, states[1].Restarts, "qmgr: two failures and one restart with storage")
 
 	// An operator's restart needs no failure and no backoff.
-	require.NoError(t, s.Restart(context.Background(), "smtps"))
+	restarted, err := s.Restart(context.Background(), "smtps")
+	require.NoError(t, err)
+	require.Equal(t, []string{"smtps"}, restarted)
 	w.j.wait(t, "stop smtps", "start smtps")
-	require.ErrorContains(t, s.Restart(context.Background(), "nope"), `no component "nope"`)
+	_, err = s.Restart(context.Background(), "nope")
+	require.ErrorContains(t, err, `no component "nope"`)
 
 	s.Stop(context.Background())
 	w.j.wait(t, "stop control", "stop smtps", "stop qmgr", "stop storage")
