@@ -23,7 +23,9 @@ func newRootCmd() *cobra.Command {
 		"smx.conf to read (default: smxd's embedded default configuration)")
 
 	root.AddCommand(newVersionCmd(flags))
-	root.AddCommand(newConfigCmd(flags))
+	configCmd := newConfigCmd(flags)
+	configCmd.AddCommand(newConfigDumpCmd(flags))
+	root.AddCommand(configCmd)
 	root.AddCommand(newMapCmd(flags))
 	root.AddCommand(newReconstructCmd(flags))
 	root.AddCommand(newReplayCmd(flags))
@@ -31,5 +33,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newMailqCmd(flags))
 	root.AddCommand(newVerifyCmd(flags))
 	root.AddCommand(newStatsCmd(flags))
+	root.AddCommand(controlCommands(flags)...)
 	return root
 }
