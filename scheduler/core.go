@@ -207,6 +207,11 @@ type core struct {
 	delivering int // delivery jobs in flight
 	dirty      bool
 	loadRefuse bool // the disk space hysteresis of LoadState
+
+	// draining is set by Drain: nothing new is started; drained is
+	// closed once nothing is in flight (see guard.go).
+	draining bool
+	drained  chan struct{}
 }
 
 type groupKey struct{ txn, dest, sender string }
@@ -1016,6 +1021,10 @@ func (c *core) releaseDone(txn string, err error) {
 // step runs every decision that may be due at now.
 func (c *core) step(now time.Time) {
 	c.now = now
+	if c.draining {
+		c.checkDrained()
+		return
+	}
 	c.timeouts()
 	c.expireIdle()
 	c.dsns()

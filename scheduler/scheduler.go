@@ -200,7 +200,11 @@ func (x liveExecutor) appendEvents(events []log.Event) { x.s.queued.add(events) 
 func (x liveExecutor) resolve(job *resolveJob) {
 	s := x.s
 	s.wg.Go(func() {
-		events := s.runResolve(s.ctx, job)
+		var events []log.Event
+		func() {
+			defer s.recoverResolve(job, &events)
+			events = s.runResolve(s.ctx, job)
+		}()
 		if len(events) > 0 {
 			if _, err := s.opts.Log.Append(s.ctx, events...); err != nil {
 				s.opts.Logger.Error("scheduler: append resolution", "txn", job.txn, "err", err)
@@ -213,7 +217,11 @@ func (x liveExecutor) resolve(job *resolveJob) {
 func (x liveExecutor) deliver(job *deliveryJob) {
 	s := x.s
 	s.wg.Go(func() {
-		done := s.runDelivery(s.ctx, job)
+		done := deliveryDone{job: job}
+		func() {
+			defer s.recoverDelivery(job)
+			done = s.runDelivery(s.ctx, job)
+		}()
 		s.report(func(c *core) { c.delivered(done) })
 	})
 }
@@ -221,7 +229,11 @@ func (x liveExecutor) deliver(job *deliveryJob) {
 func (x liveExecutor) buildDSN(job *dsnJob) {
 	s := x.s
 	s.wg.Go(func() {
-		err := s.runDSN(s.ctx, job)
+		var err error
+		func() {
+			defer recoverAs(s, "DSN", job.orig.Txn, &err)
+			err = s.runDSN(s.ctx, job)
+		}()
 		if err != nil {
 			s.opts.Logger.Error("scheduler: build DSN", "txn", job.orig.Txn, "kind", job.kind, "err", err)
 		}

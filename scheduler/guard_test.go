@@ -1,0 +1,174 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/projections"
+	"github.com/smx-mta/smx/scheduler/clock"
+	"github.com/smx-mta/smx/smtp/client"
+)
+
+// boomClient panics for routes to boom.test and delivers the rest.
+type boomClient struct{ real *client.Client }
+
+func (b boomClient) Connect(ctx context.Context, r client.Route) (*client.Session, []client.Attempt, error) {
+	if len(r.Hops) > 0 && strings.HasSuffix(r.Hops[0].Host, "boom.test") {
+		panic("delivery agent bug")
+	}
+	return b.real.Connect(ctx, r)
+}
+
+func runScheduler(t *testing.T, opts Options) (*Scheduler, *memLog, *memContent, context.CancelFunc, chan error) {
+	t.Helper()
+	ml := newMemLog(clock.Real{})
+	content := newMemContent()
+	ids := atomic.Int32{}
+	opts.Hostname = "mx.smx.test"
+	opts.Log, opts.Feed, opts.Content = ml, ml, content
+	opts.NewTxnID = func() (string, error) { return fmt.Sprintf("D%d", ids.Add(1)), nil }
+	sched, err := New(projections.New(), opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- sched.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-runErr })
+	return sched, ml, content, cancel, runErr
+}
+
+func receive(t *testing.T, ml *memLog, content *memContent, txn, rcpt string) {
+	t.Helper()
+	body := "Subject: " + txn + "\r\n\r\nbody\r\n"
+	ref := content.put(body)
+	_, err := ml.Append(context.Background(), log.Event{Txn: txn, Rcpt: log.NoRcpt, Payload: &log.TxnReceived{
+		Sender: "alice@a.test", Rcpts: []log.Recipient{{Addr: rcpt}}, Content: ref, ContentSize: int64(len(body)), ReceivedAt: time.Now(),
+	}})
+	require.NoError(t, err)
+}
+
+// TestPanicInDeliveryEndsOnlyThatAttempt: a delivery agent that panics
+// costs its own transaction a deferral, logged with the ids; the scheduler
+// goes on delivering the rest.
+func TestPanicInDeliveryEndsOnlyThatAttempt(t *testing.T) {
+	s := &sink{}
+	port := startSink(t, s)
+	_, ml, content, _, _ := runScheduler(t, Options{
+		Resolver: loopbackResolver{port: port},
+		Client:   boomClient{client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second})},
+	})
+	receive(t, ml, content, "T1", "u@boom.test")
+	receive(t, ml, content, "T2", "v@ok.test")
+	var deferred *log.RcptDeferred
+	waitFor(t, ml, "T1 deferred and T2 delivered", func(evs []log.Event) bool {
+		delivered := false
+		for _, ev := range evs {
+			if p, ok := ev.Payload.(*log.RcptDeferred); ok && ev.Txn == "T1" {
+				deferred = p
+			}
+			if ev.Type() == log.TypeRcptDelivered && ev.Txn == "T2" {
+				delivered = true
+			}
+		}
+		return deferred != nil && delivered
+	})
+	require.Contains(t, deferred.Reason, "internal error in delivery: delivery agent bug")
+	require.True(t, deferred.NextTry.After(time.Now().Add(-time.Second)))
+	require.Len(t, s.messages(), 1)
+
+	// Still running: another message goes through.
+	receive(t, ml, content, "T3", "w@ok.test")
+	waitFor(t, ml, "T3 delivered", func(evs []log.Event) bool {
+		for _, ev := range evs {
+			if ev.Type() == log.TypeRcptDelivered && ev.Txn == "T3" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// gateSink holds every DATA until the test opens the gate.
+type gateSink struct {
+	gate    chan struct{}
+	inData  chan struct{}
+	entered atomic.Bool
+}
+
+func (g *gateSink) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return gateSession{g}, nil }
+
+type gateSession struct{ g *gateSink }
+
+func (gateSession) Reset()                                 {}
+func (gateSession) Logout() error                          { return nil }
+func (gateSession) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (gateSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (s gateSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	if s.g.entered.CompareAndSwap(false, true) {
+		close(s.g.inData)
+	}
+	<-s.g.gate
+	return nil
+}
+
+// TestDrainLetsAttemptsFinish: Drain waits for the attempt in flight,
+// whose outcome reaches the log, and starts nothing new.
+func TestDrainLetsAttemptsFinish(t *testing.T) {
+	g := &gateSink{gate: make(chan struct{}), inData: make(chan struct{})}
+	port := startSink(t, g)
+	sched, ml, content, _, _ := runScheduler(t, Options{
+		Resolver: loopbackResolver{port: port},
+		Client:   client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
+	})
+	receive(t, ml, content, "T1", "u@b.test")
+	select {
+	case <-g.inData:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the delivery did not reach DATA")
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- sched.Drain(context.Background()) }()
+
+	// While draining, new mail is applied but not started.
+	receive(t, ml, content, "T2", "v@b.test")
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) with an attempt in flight", err)
+	default:
+	}
+	close(g.gate)
+	select {
+	case err := <-drained:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Drain did not return after the attempt finished")
+	}
+	ml.mu.Lock()
+	evs := append([]log.Event(nil), ml.events...)
+	ml.mu.Unlock()
+	var delivered, startedT2 bool
+	for _, ev := range evs {
+		if ev.Type() == log.TypeRcptDelivered && ev.Txn == "T1" {
+			delivered = true
+		}
+		if ev.Type() == log.TypeAttemptStarted && ev.Txn == "T2" {
+			startedT2 = true
+		}
+	}
+	require.True(t, delivered, "the attempt in flight finished with its outcome in the log")
+	require.False(t, startedT2, "nothing new starts while draining")
+
+	// A Drain bounded by a context that ends reports it.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, sched.Drain(ctx), context.Canceled)
+}
