@@ -177,9 +177,9 @@ func (s *Store) Exists(ref string) bool {
 // space is reclaimed once its whole segment is released, or by compaction.
 // Release is idempotent: releasing a body again, or one already reclaimed,
 // returns nil. The release mark is synced with the next sync round rather
-// than before Release returns; the daemon calls Release for every durable
-// ContentReleased event, again after a restart, so a mark lost in a crash
-// only delays reclaiming the space.
+// than before Release returns: the daemon calls Release once the
+// ContentReleased event is durable, and a mark lost in a crash only delays
+// reclaiming the space until ReleaseOrphans at the next start-up.
 func (s *Store) Release(ref string) error {
 	k, check, err := parseRef(ref)
 	if err != nil {
