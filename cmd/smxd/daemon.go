@@ -130,6 +130,7 @@ func (d *daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.registerCollectors()
 	if err := d.sup.Start(ctx); err != nil {
 		return err
 	}
@@ -160,8 +161,8 @@ func (d *daemon) Start(ctx context.Context) (err error) {
 
 // describeComponents lists the supervised components with their order and
 // restart dependencies. The storage holds the event log and the CDB, which
-// the queue manager, the SMTP servers and the metrics follower hold in
-// turn, so they restart with it. SMAR and the queue manager are reached
+// the queue manager and the SMTP servers hold in turn, so they restart
+// with it. SMAR and the queue manager are reached
 // through the daemon's current generation, so nothing restarts with them.
 func (d *daemon) describeComponents() []supervisor.Component {
 	var smtpsNames []string
@@ -169,7 +170,7 @@ func (d *daemon) describeComponents() []supervisor.Component {
 		smtpsNames = append(smtpsNames, smtpsModule(s.Name))
 	}
 	comps := []supervisor.Component{
-		{Name: "storage", RestartDependencies: append([]string{"qmgr", "metrics"}, smtpsNames...),
+		{Name: "storage", RestartDependencies: append([]string{"qmgr"}, smtpsNames...),
 			Start: func(ctx context.Context) (supervisor.Service, error) { return d.startStorage(ctx) }},
 		{Name: "smar",
 			Start: func(ctx context.Context) (supervisor.Service, error) { return d.startSMAR(ctx) }},
@@ -184,7 +185,7 @@ func (d *daemon) describeComponents() []supervisor.Component {
 	comps = append(comps,
 		supervisor.Component{Name: "control", Requires: []string{"qmgr"},
 			Start: func(ctx context.Context) (supervisor.Service, error) { return d.startControl(ctx) }},
-		supervisor.Component{Name: "metrics", Requires: []string{"storage"},
+		supervisor.Component{Name: "metrics",
 			Start: func(ctx context.Context) (supervisor.Service, error) { return d.startMetrics(ctx) }},
 	)
 	return comps

@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/smx-mta/smx/cmd/smxd/metrics"
 	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/smtp/server"
 )
 
 // daemonMetrics are smxd's metrics (docs/operations.md lists them). The
-// counts of mail come from the event log itself (the follower below), so
-// they say what is durable; connections are counted at accept, and the
-// latencies of appends and CDB commits where they are made.
+// counts of mail are counted from the events as they are appended, once
+// they are durable; connections are counted at accept, and the latencies
+// of appends and CDB commits where they are made.
 type daemonMetrics struct {
 	reg *metrics.Registry
 
@@ -32,6 +34,11 @@ type daemonMetrics struct {
 	recoverySeconds *metrics.Gauge
 
 	rates rates
+
+	// received holds the final-dot time of the messages received since
+	// smxd started and not yet released, for deliveryDelay.
+	receivedMu sync.Mutex
+	received   map[string]time.Time
 }
 
 // latencyBuckets cover 100µs to about 100s.
@@ -44,6 +51,7 @@ func newDaemonMetrics() *daemonMetrics {
 	r := metrics.NewRegistry()
 	return &daemonMetrics{
 		reg:             r,
+		received:        map[string]time.Time{},
 		connections:     r.Counter("smx_smtp_connections_total", "SMTP connections accepted, by smtps listener.", "listener"),
 		transactions:    r.Counter("smx_transactions_received_total", "Mail transactions received and made durable (TxnReceived), by smtps section (qmgr-dsn for DSNs).", "listener"),
 		rcptsReceived:   r.Counter("smx_recipients_received_total", "Recipients of the transactions received.").With(),
@@ -57,6 +65,99 @@ func newDaemonMetrics() *daemonMetrics {
 		restarts:        r.Counter("smx_component_restarts_total", "Restarts of supervised components.", "component"),
 		recoverySeconds: r.Gauge("smx_recovery_seconds", "Duration of the last recovery of the queues (snapshot and log tail).").With(),
 	}
+}
+
+// registerCollectors adds the families whose values are read when the
+// metrics are scraped: queue sizes, sessions, per-destination
+// concurrency, disk space, the CDB's syncs and the component states.
+func (d *daemon) registerCollectors() {
+	r := d.metrics.reg
+	r.Collect("smx_up", "1 while smxd runs.", "gauge", nil, func() []metrics.Sample {
+		return []metrics.Sample{{Value: 1}}
+	})
+	r.Collect("smx_start_time_seconds", "When smxd started, in seconds since the Unix epoch.", "gauge", nil, func() []metrics.Sample {
+		return []metrics.Sample{{Value: float64(d.started.UnixNano()) / 1e9}}
+	})
+	r.Collect("smx_queue_recipients", "Recipients in IQDB, AQ and DEFEDB.", "gauge", []string{"queue"}, func() []metrics.Sample {
+		m := d.qmgr.Load()
+		if m == nil {
+			return nil
+		}
+		ls := m.sched.LoadState()
+		return []metrics.Sample{
+			{Labels: []string{"IQDB"}, Value: float64(ls.IQDB)},
+			{Labels: []string{"AQ"}, Value: float64(ls.AQ)},
+			{Labels: []string{"DEFEDB"}, Value: float64(ls.DEFEDB)},
+		}
+	})
+	r.Collect("smx_load_state", "The load state the SMTP servers act on: 0 normal, 1 slow, 2 refuse.", "gauge", nil, func() []metrics.Sample {
+		return []metrics.Sample{{Value: float64(d.loadState())}}
+	})
+	r.Collect("smx_smtp_sessions", "Open SMTP sessions, by smtps section.", "gauge", []string{"listener"}, func() []metrics.Sample {
+		var out []metrics.Sample
+		for _, s := range d.config().SMTPS {
+			if v, ok := d.servers.Load(s.Name); ok {
+				out = append(out, metrics.Sample{Labels: []string{s.Name}, Value: float64(v.(*server.Server).Sessions())})
+			}
+		}
+		return out
+	})
+	r.Collect("smx_destination_connections", "Outgoing connections per destination IP: open (busy and idle), busy, and the slow start window and its maximum.", "gauge",
+		[]string{"destination", "state"}, func() []metrics.Sample {
+			m := d.qmgr.Load()
+			if m == nil {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+			defer cancel()
+			states, err := m.sched.ConnStates(ctx)
+			if err != nil {
+				return nil
+			}
+			var out []metrics.Sample
+			for _, c := range states {
+				out = append(out,
+					metrics.Sample{Labels: []string{c.Key, "open"}, Value: float64(c.Open)},
+					metrics.Sample{Labels: []string{c.Key, "busy"}, Value: float64(c.Busy)},
+					metrics.Sample{Labels: []string{c.Key, "window"}, Value: float64(c.Window)},
+					metrics.Sample{Labels: []string{c.Key, "max"}, Value: float64(c.Max)},
+					metrics.Sample{Labels: []string{c.Key, "waiting"}, Value: float64(c.Waiting)},
+				)
+			}
+			return out
+		})
+	r.Collect("smx_disk_free_bytes", "Free bytes for unprivileged users on the queue directory's file system.", "gauge", nil, func() []metrics.Sample {
+		free, _, err := diskSpace(d.config().QueueDirectory)
+		if err != nil {
+			return nil
+		}
+		return []metrics.Sample{{Value: float64(free)}}
+	})
+	r.Collect("smx_cdb_syncs_total", "fdatasync and fsync calls of the CDB since the storage started.", "counter", nil, func() []metrics.Sample {
+		st := d.storage.Load()
+		if st == nil {
+			return nil
+		}
+		return []metrics.Sample{{Value: float64(st.cdb.Stats().Syncs)}}
+	})
+	r.Collect("smx_eventlog_last_seq", "Sequence number of the last durable event.", "gauge", nil, func() []metrics.Sample {
+		st := d.storage.Load()
+		if st == nil {
+			return nil
+		}
+		return []metrics.Sample{{Value: float64(st.log.LastSeq())}}
+	})
+	r.Collect("smx_component_up", "1 for each supervised component that runs, 0 while it waits for a restart.", "gauge", []string{"component"}, func() []metrics.Sample {
+		var out []metrics.Sample
+		for _, c := range d.sup.States() {
+			v := 0.0
+			if c.Running {
+				v = 1
+			}
+			out = append(out, metrics.Sample{Labels: []string{c.Name}, Value: v})
+		}
+		return out
+	})
 }
 
 // rates keeps per-second counts of received and delivered messages for
@@ -98,115 +199,100 @@ func (r *rates) perMinute(now time.Time, window int64) (received, delivered floa
 	return received * 60 / float64(window), delivered * 60 / float64(window)
 }
 
-// follower counts the events of the log as they become durable.
-type follower struct {
-	d        *daemon
-	received map[string]time.Time // ss_ta -> final dot, for messages still queued
-	sub      *log.Subscription
-	cancel   context.CancelFunc
-	done     chan struct{}
-	http     *http.Server
-	httpDone chan error
+// countEvents counts events that have just become durable. Every append of
+// the SMTP servers and the scheduler goes through the storage's eventLog,
+// which calls it once Append has returned, so the counts never run behind
+// what the components have logged.
+func (m *daemonMetrics) countEvents(events []log.Event) {
+	now := time.Now()
+	var received, delivered uint64
+	for _, ev := range events {
+		m.events.With(ev.Type().String()).Inc()
+		switch p := ev.Payload.(type) {
+		case *log.TxnReceived:
+			listener := p.Listener
+			if listener == "" {
+				listener = "unknown"
+			}
+			m.transactions.With(listener).Inc()
+			m.rcptsReceived.Add(uint64(len(p.Rcpts)))
+			if !p.ReceivedAt.IsZero() {
+				m.receivedMu.Lock()
+				m.received[ev.Txn] = p.ReceivedAt
+				m.receivedMu.Unlock()
+			}
+			received++
+		case *log.RcptDelivered:
+			m.outcomes.With("delivered").Inc()
+			m.receivedMu.Lock()
+			at, ok := m.received[ev.Txn]
+			m.receivedMu.Unlock()
+			if ok {
+				m.deliveryDelay.Observe(ev.Time.Sub(at).Seconds())
+			}
+			delivered++
+		case *log.RcptDeferred:
+			m.outcomes.With("deferred").Inc()
+		case *log.RcptFailed:
+			m.outcomes.With("failed").Inc()
+		case *log.RcptExpired:
+			m.outcomes.With("expired").Inc()
+		case *log.Delete:
+			m.outcomes.With("deleted").Inc()
+		case *log.Redirect:
+			m.outcomes.With("redirected").Inc()
+		case *log.AttemptFinished:
+			result := "none"
+			if p.Code >= 200 && p.Code < 600 {
+				result = strconv.Itoa(p.Code/100) + "xx"
+			}
+			m.attempts.With(result).Inc()
+			m.attemptTime.Observe(p.Duration.Seconds())
+		case *log.ContentReleased:
+			m.receivedMu.Lock()
+			delete(m.received, ev.Txn)
+			m.receivedMu.Unlock()
+		}
+	}
+	if received+delivered > 0 {
+		m.rates.add(now, received, delivered)
+	}
 }
 
-// startMetrics starts the metrics component: the follower from the end
-// of the log as it is now, and the HTTP listener when one is configured.
-func (d *daemon) startMetrics(ctx context.Context) (*follower, error) {
-	st := d.storage.Load()
-	fctx, cancel := context.WithCancel(context.Background())
-	sub, err := st.log.Subscribe(fctx, st.log.LastSeq()+1)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	f := &follower{d: d, received: map[string]time.Time{}, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(f.done)
-		for ev := range sub.Events() {
-			f.count(ev)
-		}
-	}()
-	if d.metricsListener != nil {
+// metricsService is the metrics component: the HTTP listener, when one
+// is configured.
+type metricsService struct {
+	http *http.Server
+	ln   *boundListener
+	stop chan struct{}
+}
+
+func (d *daemon) startMetrics(ctx context.Context) (*metricsService, error) {
+	s := &metricsService{ln: d.metricsListener, stop: make(chan struct{})}
+	if s.ln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", d.metrics.reg.Handler())
-		f.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		f.httpDone = make(chan error, 1)
-		ln := d.metricsListener.session()
-		go func() { f.httpDone <- f.http.Serve(ln) }()
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
-	f.sub = sub
-	return f, nil
+	return s, nil
 }
 
-func (f *follower) count(ev log.Event) {
-	m := f.d.metrics
-	m.events.With(ev.Type().String()).Inc()
-	now := time.Now()
-	switch p := ev.Payload.(type) {
-	case *log.TxnReceived:
-		listener := p.Listener
-		if listener == "" {
-			listener = "unknown"
-		}
-		m.transactions.With(listener).Inc()
-		m.rcptsReceived.Add(uint64(len(p.Rcpts)))
-		if !p.ReceivedAt.IsZero() {
-			f.received[ev.Txn] = p.ReceivedAt
-		}
-		m.rates.add(now, 1, 0)
-	case *log.RcptDelivered:
-		m.outcomes.With("delivered").Inc()
-		if at, ok := f.received[ev.Txn]; ok {
-			m.deliveryDelay.Observe(ev.Time.Sub(at).Seconds())
-		}
-		m.rates.add(now, 0, 1)
-	case *log.RcptDeferred:
-		m.outcomes.With("deferred").Inc()
-	case *log.RcptFailed:
-		m.outcomes.With("failed").Inc()
-	case *log.RcptExpired:
-		m.outcomes.With("expired").Inc()
-	case *log.Delete:
-		m.outcomes.With("deleted").Inc()
-	case *log.Redirect:
-		m.outcomes.With("redirected").Inc()
-	case *log.AttemptFinished:
-		result := "none"
-		if p.Code >= 200 && p.Code < 600 {
-			result = string(rune('0'+p.Code/100)) + "xx"
-		}
-		m.attempts.With(result).Inc()
-		m.attemptTime.Observe(p.Duration.Seconds())
-	case *log.ContentReleased:
-		delete(f.received, ev.Txn)
-	}
-}
-
-func (f *follower) Run() error {
-	var httpErr <-chan error = f.httpDone
-	select {
-	case <-f.done:
-		if err := f.sub.Err(); err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
+func (s *metricsService) Run() error {
+	if s.http == nil {
+		<-s.stop
 		return nil
-	case err := <-httpErr:
-		if errors.Is(err, http.ErrServerClosed) {
-			<-f.done
-			return nil
-		}
-		f.cancel()
-		<-f.done
-		return err
 	}
+	err := s.http.Serve(s.ln.session())
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
-func (f *follower) Stop(ctx context.Context) error {
-	var err error
-	if f.http != nil {
-		err = f.http.Shutdown(ctx)
+func (s *metricsService) Stop(ctx context.Context) error {
+	if s.http == nil {
+		close(s.stop)
+		return nil
 	}
-	f.cancel()
-	<-f.done
-	return err
+	return s.http.Shutdown(ctx)
 }

@@ -129,6 +129,12 @@ func (m *qmgr) Run() error {
 // the next start replays only what comes after.
 func (m *qmgr) Stop(ctx context.Context) error {
 	m.once.Do(func() { close(m.stopped) })
+	// Let the attempts in flight finish with their outcome in the log;
+	// what the grace period cuts off is tried again after the restart.
+	if err := m.sched.Drain(ctx); err != nil {
+		m.d.logs.Logger("qmgr").Line(maillog.LevelWarning).Func("qmgr_stop").
+			Str("error", "grace period over with work in flight: it is repeated after the restart").Write()
+	}
 	m.cancel()
 	<-m.done
 	// The scheduler is done with the queue: it is ours to snapshot.

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/smx-mta/smx/cmd/smxd/buildinfo"
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/cmd/smxd/wire"
-	"github.com/smx-mta/smx/log"
 	"github.com/smx-mta/smx/smtp/server"
 )
 
@@ -94,8 +92,8 @@ func (d *daemon) loadState() server.Load {
 	return server.LoadNormal
 }
 
-// etrn is the SMTP servers' ETRN hook: the same flush as smxctl flush
-// --domain.
+// etrn is the SMTP servers' ETRN hook: the scheduler's flush of the
+// node, @domain or #queue the client named, the same as smxctl flush.
 type etrn struct{ d *daemon }
 
 func (e etrn) Flush(ctx context.Context, arg string) error {
@@ -103,16 +101,5 @@ func (e etrn) Flush(ctx context.Context, arg string) error {
 	if m == nil {
 		return errors.New("the queue manager is not running")
 	}
-	domain := strings.TrimLeft(arg, "@#")
-	// The scheduler answers on its own goroutine; the session does not
-	// wait for the requeue to be durable.
-	go func() {
-		n, err := m.sched.FlushDomain(m.ctx, domain, log.Operator{User: "ETRN", Reason: "ETRN " + arg})
-		if err != nil {
-			e.d.debug.Warn("ETRN", "arg", arg, "err", err)
-			return
-		}
-		e.d.debug.Info("ETRN", "arg", arg, "requeued", n)
-	}()
-	return nil
+	return m.sched.Flush(ctx, arg)
 }

@@ -93,6 +93,7 @@ func (e *eventLog) Append(ctx context.Context, events ...log.Event) (uint64, err
 		return seq, err
 	}
 	e.m.appendSeconds.Observe(time.Since(start).Seconds())
+	e.m.countEvents(events)
 	return seq, nil
 }
 

@@ -104,6 +104,14 @@ type sink struct {
 	msgs    []sinkMsg
 	changed chan struct{}
 	rcpt    func(addr string) error
+	delay   time.Duration
+}
+
+// setDelay makes the sink take d over each message's DATA.
+func (s *sink) setDelay(d time.Duration) {
+	s.mu.Lock()
+	s.delay = d
+	s.mu.Unlock()
 }
 
 func newSink(t *testing.T) *sink {
@@ -165,6 +173,12 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	ss.s.mu.Lock()
+	delay := ss.s.delay
+	ss.s.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay) // a slow next hop, not a wait for something
 	}
 	ss.s.mu.Lock()
 	ss.s.msgs = append(ss.s.msgs, sinkMsg{From: ss.from, To: ss.to, Data: b})

@@ -49,6 +49,14 @@ func (c *Client) Call(ctx context.Context, req Request, result any) error {
 		return err
 	}
 	if _, err := c.conn.Write(append(b, '\n')); err != nil {
+		// The daemon may have refused us and closed the connection
+		// before reading the request: its reason is waiting to be read.
+		if line, rerr := c.r.ReadBytes('\n'); rerr == nil {
+			var resp Response
+			if json.Unmarshal(line, &resp) == nil && !resp.OK && resp.Error != "" {
+				return &ServerError{Msg: resp.Error}
+			}
+		}
 		return fmt.Errorf("control: send: %w", c.ctxErr(ctx, err))
 	}
 	// Results (a configuration dump) can be long: no line limit here,
