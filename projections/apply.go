@@ -237,6 +237,9 @@ func (q *Queue) applyReceived(e log.Event, p *log.TxnReceived, as *anomalies) {
 	if contentIsTxn {
 		m.flags |= msgContentIsTxn
 	}
+	if p.DSNOf != "" && p.Listener == ListenerDoubleBounce {
+		m.flags |= msgDoubleBounce
+	}
 	q.store.insert(slot)
 	q.addRefs(slot, int32(len(rcpts)))
 	for i := range rcpts {
@@ -271,9 +274,9 @@ func (q *Queue) applyResolved(e log.Event, p *log.RcptResolved, as *anomalies) {
 func (q *Queue) expand(e log.Event, slot uint32, p *log.RcptResolved, as *anomalies) {
 	m := q.store.at(slot)
 	parent := e.Rcpt
-	owner, hasOwner := m.owners[parent]
+	owner := m.extra[parent].owner
 	if p.Owner != "" {
-		owner, hasOwner = p.Owner, true
+		owner = p.Owner
 	}
 	q.detach(slot, parent)
 	m.rcpts[parent].state = StateExpanded
@@ -309,6 +312,10 @@ func (q *Queue) expand(e log.Event, slot uint32, p *log.RcptResolved, as *anomal
 		top = max(top, k.Rcpt)
 	}
 	m.growRcpts(int(top) + 1)
+	// The kids of one expansion share the owner and, mostly, the
+	// original recipient: one copy of each serves them all.
+	owner = strings.Clone(owner)
+	var lastORCPT string
 	for i, k := range kids {
 		m.rcpts[k.Rcpt] = rcpt{
 			due:     due,
@@ -319,12 +326,10 @@ func (q *Queue) expand(e log.Event, slot uint32, p *log.RcptResolved, as *anomal
 			state:   StateIncoming,
 			notify:  k.Notify,
 		}
-		if hasOwner {
-			if m.owners == nil {
-				m.owners = make(map[int32]string)
-			}
-			m.owners[k.Rcpt] = strings.Clone(owner)
+		if k.ORCPT != lastORCPT {
+			lastORCPT = strings.Clone(k.ORCPT)
 		}
+		m.setExtra(k.Rcpt, rcptExtra{owner: owner, orcpt: lastORCPT})
 	}
 	q.addRefs(slot, int32(len(kids)))
 	for _, k := range kids {
@@ -421,7 +426,7 @@ func (q *Queue) finish(slot uint32, idx int32, state RcptState, seq uint64, rela
 	r.state = state
 	r.lastSeq = seq
 	delta := int32(-1)
-	if owesDSN(state, r.notify, m.rcptSender(idx), relayed) {
+	if owesDSN(state, r.notify, m.rcptSender(idx), relayed, m.flags&msgDoubleBounce != 0) {
 		r.flags |= rcptDSNOwed
 		delta = 0
 	}
@@ -622,7 +627,7 @@ func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 		return
 	}
 	old := m.rcpts[e.Rcpt]
-	owner, hasOwner := m.owners[e.Rcpt]
+	extra := m.extra[e.Rcpt]
 	q.finish(slot, e.Rcpt, StateRedirected, e.Seq, false)
 	offs := m.appendAddrs([]string{p.NewAddr})
 	m.growRcpts(int(p.NewRcpt) + 1)
@@ -636,9 +641,9 @@ func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 		notify:  old.notify,
 		flags:   old.flags & rcptDelayWarned,
 	}
-	if hasOwner {
-		m.owners[p.NewRcpt] = owner
-	}
+	// The new recipient takes the old one's place: its owner and original
+	// recipient too.
+	m.setExtra(p.NewRcpt, extra)
 	q.addRefs(slot, 1)
 	q.attach(slot, p.NewRcpt)
 }

@@ -35,7 +35,8 @@
 //     RcptResolved without a Mailer is an alias expansion: the recipient
 //     becomes expanded (terminal) and each ExpandedRcpt is created at its
 //     own index in state incoming, with the list Owner (or the owner its
-//     parent had) as its envelope sender.
+//     parent had) as its envelope sender and the ORCPT the expansion
+//     carried over (Recipient.ORCPT, for the DSNs about it).
 //   - AttemptStarted: every recipient it lists is inflight.
 //     AttemptFinished changes nothing; the outcome per recipient follows.
 //   - RcptDeferred: deferred, due at NextTry (at the event when NextTry is
@@ -47,7 +48,7 @@
 //   - Delete: deleted, without a DSN (a DSN still owed is cancelled).
 //     On the message (Rcpt NoRcpt) it applies to every recipient.
 //   - Redirect: redirected; recipient NewRcpt is created with NewAddr in
-//     state incoming, inheriting NOTIFY and the owner.
+//     state incoming, inheriting NOTIFY, the owner and the ORCPT.
 //   - Hold and Release set and clear a flag on a recipient or, with Rcpt
 //     NoRcpt, on the whole message; releasing the message also releases
 //     its recipients. A held recipient keeps its state but is never
@@ -55,10 +56,14 @@
 //   - Requeue makes the deferred recipients it names (all of the message
 //     with NoRcpt) due at the time of the event and clears the host status
 //     of their destinations.
-//   - DelayNotified marks the recipients it lists as warned (a second
-//     warning for one recipient is an anomaly). DSNQueued settles the DSNs
-//     owed for the recipients it lists (all owed of its kind when the
-//     list is empty); a "delay" DSNQueued marks them warned.
+//   - DelayNotified marks the recipients it lists as warned: it is the
+//     mark the scheduler goes by, and a second warning for one recipient
+//     is an anomaly. The scheduler appends it together with the DSNQueued
+//     of kind "delay" that links the warning, in one append. DSNQueued
+//     settles the DSNs owed for the recipients it lists (all owed of its
+//     kind when the list is empty); one of kind "delay" marks them warned
+//     too, without the anomaly check, so that logs written before
+//     DelayNotified was appended replay to the same state.
 //   - ContentReleased removes the message from the projection. Applied
 //     while references remain, it is an anomaly and the message stays,
 //     marked as having lost its body.
@@ -90,7 +95,14 @@
 // owed a failure DSN unless NOTIFY excludes FAILURE (NOTIFY=NEVER, or a
 // list without FAILURE); a delivered recipient is owed a success DSN when
 // NOTIFY has SUCCESS and RcptDelivered says Relayed (the next server could
-// not take the request on). The null sender is never owed one. At zero the
+// not take the request on). The null sender is never owed a DSN of its
+// own (RFC 5321 4.5.5), but a failed or expired recipient of a message
+// from the null sender (a bounce QMGR made, or one that came in from
+// outside) is owed a double bounce, unless NOTIFY says NEVER or the
+// message is itself a double bounce (DSNOf set and Listener
+// ListenerDoubleBounce), whose failure owes nothing: never a loop. Owing
+// it in the fold is what keeps a crash between the failure and the double
+// bounce from losing it. At zero the
 // message is listed by Releasable: the scheduler appends ContentReleased
 // and asks the content store to release the body. A DSNQueued with an
 // empty DSN field settles the DSNs it lists without naming a DSN message,

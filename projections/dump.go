@@ -86,6 +86,9 @@ func (q *Queue) dumpMessage(w io.Writer, slot uint32, opt DumpOptions) {
 	if m.dsnOf() != "" {
 		fmt.Fprintf(w, " dsn-of %s", m.dsnOf())
 	}
+	if m.flags&msgDoubleBounce != 0 {
+		fmt.Fprint(w, " double-bounce")
+	}
 	if m.flags&msgHeld != 0 {
 		fmt.Fprint(w, " held")
 	}
@@ -129,8 +132,11 @@ func (q *Queue) dumpRcpt(w io.Writer, slot uint32, idx int32, opt DumpOptions, w
 	if n := NotifyString(r.notify); n != "" {
 		fmt.Fprintf(w, " notify %s", n)
 	}
-	if owner, ok := m.owners[idx]; ok {
-		fmt.Fprintf(w, " owner <%s>", owner)
+	if x := m.extra[idx]; x.owner != "" {
+		fmt.Fprintf(w, " owner <%s>", x.owner)
+	}
+	if x := m.extra[idx]; x.orcpt != "" {
+		fmt.Fprintf(w, " orcpt %s", x.orcpt)
 	}
 	if r.flags&rcptHeld != 0 || (withTxn && m.flags&msgHeld != 0) {
 		// In a queue listing the message's hold shows on each line.

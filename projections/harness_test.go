@@ -176,6 +176,7 @@ func (s *story) run(t *testing.T, td *datadriven.TestData) string {
 			ContentSize: int64(a.int(t, "size", 1000)),
 			ReceivedAt:  s.now,
 			DSNOf:       a["dsnof"],
+			Listener:    a["listener"],
 		}
 		if c, ok := a["content"]; ok {
 			p.Content = c
@@ -197,7 +198,7 @@ func (s *story) run(t *testing.T, td *datadriven.TestData) string {
 			if addr == "" {
 				continue
 			}
-			p.Expansion = append(p.Expansion, log.ExpandedRcpt{Rcpt: next, Addr: addr, Notify: parseNotify(t, a["notify"])})
+			p.Expansion = append(p.Expansion, log.ExpandedRcpt{Rcpt: next, Addr: addr, ORCPT: a["orcpt"], Notify: parseNotify(t, a["notify"])})
 			next++
 		}
 		return s.apply(txn, a.rcpt(t), p)
@@ -327,10 +328,24 @@ func (s *story) show(t *testing.T, td *datadriven.TestData) string {
 		if !ok {
 			return "no message " + txn
 		}
-		fmt.Fprintf(&b, "%s from <%s> recipients %d live %d dsn-owed %d refs %d\n",
+		fmt.Fprintf(&b, "%s from <%s> recipients %d live %d dsn-owed %d refs %d",
 			m.Txn, m.Sender, m.Recipients, m.Live, m.DSNOwed, m.RefCount())
+		if m.DoubleBounce {
+			b.WriteString(" double-bounce")
+		}
+		b.WriteByte('\n')
 		for _, r := range s.q.Recipients(txn) {
-			fmt.Fprintf(&b, "  %d <%s> %s queue %q sender <%s>\n", r.Rcpt, r.Addr, r.State, r.Queue, r.Sender)
+			fmt.Fprintf(&b, "  %d <%s> %s queue %q sender <%s>", r.Rcpt, r.Addr, r.State, r.Queue, r.Sender)
+			if r.ORCPT != "" {
+				fmt.Fprintf(&b, " orcpt %s", r.ORCPT)
+			}
+			if r.DSNOwed {
+				b.WriteString(" dsn-owed")
+			}
+			if r.DelayWarned {
+				b.WriteString(" warned")
+			}
+			b.WriteByte('\n')
 		}
 	default:
 		t.Fatalf("show %q", what)

@@ -59,6 +59,13 @@ func (g *streamGen) receive() {
 	}
 	if g.rng.IntN(8) == 0 {
 		p.Sender = ""
+		// Bounces QMGR made, double bounces, and bounces from outside.
+		switch g.rng.IntN(3) {
+		case 0:
+			p.DSNOf, p.Listener = "S0000000000000000000", ListenerDSN
+		case 1:
+			p.DSNOf, p.Listener = "S0000000000000000000", ListenerDoubleBounce
+		}
 	}
 	if g.rng.IntN(10) == 0 {
 		p.Content = "c-" + txn
@@ -107,8 +114,12 @@ func (g *streamGen) step() {
 		if g.rng.IntN(2) == 0 {
 			p.Owner = "owner-list@example.org"
 		}
+		orcpt := ""
+		if g.rng.IntN(3) != 0 {
+			orcpt = fmt.Sprintf("rfc822;alias%d@example.org", g.rng.IntN(3))
+		}
 		for i := range g.rng.IntN(3) {
-			p.Expansion = append(p.Expansion, log.ExpandedRcpt{Rcpt: top + int32(i), Addr: fmt.Sprintf("x%d@list.example", i), Notify: g.notify()})
+			p.Expansion = append(p.Expansion, log.ExpandedRcpt{Rcpt: top + int32(i), Addr: fmt.Sprintf("x%d@list.example", i), ORCPT: orcpt, Notify: g.notify()})
 		}
 		g.emit(m.Txn, pick(), p)
 	case 3, 4:

@@ -48,9 +48,12 @@ type message struct {
 	// strs holds, back to back, the ss_ta, the sender, the content
 	// reference (unless it equals the ss_ta), DSNOf and then the
 	// recipient addresses, which rcpt.addrOff/addrLen point into.
-	strs       string
-	rcpts      []rcpt
-	owners     map[int32]string // list owner per expanded recipient; nil mostly
+	strs  string
+	rcpts []rcpt
+	// extra holds what recipients created by expansion or redirect carry
+	// beyond the common fields: the list owner and the original
+	// recipient. nil for most messages.
+	extra      map[int32]rcptExtra
 	receivedAt int64
 	seq        uint64 // of the TxnReceived
 	size       int64
@@ -66,6 +69,27 @@ const (
 	msgHeld           uint8 = 1 << iota // Hold on the whole message
 	msgContentIsTxn                     // the content reference equals the ss_ta
 	msgContentRemoved                   // ContentReleased applied while still referenced
+	msgDoubleBounce                     // a double bounce QMGR made: its failures owe nothing
+)
+
+// rcptExtra is what a recipient created by alias expansion (or by a
+// redirect of one) carries beyond the common fields.
+type rcptExtra struct {
+	// owner is the envelope sender named by an owner-LIST entry; "" keeps
+	// the message's sender.
+	owner string
+	// orcpt is the RFC 3461 original recipient the expansion carried over
+	// ("rfc822;alias@example.org"); "" when none.
+	orcpt string
+}
+
+// Listener values of the TxnReceived of the messages QMGR makes itself (the
+// field names the smtps section for received mail). The projection tells a
+// double bounce, whose failure owes nothing, from any other message from
+// the null sender, whose failure owes a double bounce.
+const (
+	ListenerDSN          = "qmgr-dsn"
+	ListenerDoubleBounce = "qmgr-double-bounce"
 )
 
 // rcpt is one recipient. Its index in message.rcpts is its index in the
@@ -142,10 +166,21 @@ func (m *message) content() string {
 // rcptSender is the envelope sender for recipient idx: the list owner when
 // an expansion named one, else the message's sender.
 func (m *message) rcptSender(idx int32) string {
-	if owner, ok := m.owners[idx]; ok {
-		return owner
+	if x, ok := m.extra[idx]; ok && x.owner != "" {
+		return x.owner
 	}
 	return m.sender()
+}
+
+// setExtra records x for recipient idx; an empty x records nothing.
+func (m *message) setExtra(idx int32, x rcptExtra) {
+	if x == (rcptExtra{}) {
+		return
+	}
+	if m.extra == nil {
+		m.extra = make(map[int32]rcptExtra)
+	}
+	m.extra[idx] = x
 }
 
 // appendAddrs re-allocates m.strs with addrs appended and returns their
@@ -280,17 +315,27 @@ func queueOf(r *rcpt) QueueName {
 // owesDSN reports whether a recipient reaching terminal state with notify
 // and envelope sender is owed a DSN: failures and expiries unless NOTIFY
 // excludes FAILURE, deliveries when NOTIFY has SUCCESS and the next server
-// could not take the DSN request on (relayed). The null sender never gets
-// one (RFC 5321 section 4.5.5).
-func owesDSN(state RcptState, notify log.Notify, sender string, relayed bool) bool {
-	if sender == "" || notify&log.NotifyNever != 0 {
+// could not take the DSN request on (relayed).
+//
+// Mail from the null sender gets no DSN (RFC 5321 section 4.5.5), but its
+// failure is not silent either: a failed bounce (a DSN QMGR made, or one
+// that came in from outside) is owed a double bounce, which the scheduler
+// sends to double_bounce_address (seed 002), unless the message is itself a
+// double bounce, whose failure is dropped and logged: never a loop. Owing
+// it here, in the fold, is what makes a crash between the failure and the
+// double bounce harmless: the restarted scheduler finds it owed.
+func owesDSN(state RcptState, notify log.Notify, sender string, relayed, doubleBounce bool) bool {
+	if notify&log.NotifyNever != 0 {
 		return false
 	}
 	switch state {
 	case StateFailed, StateExpired:
+		if sender == "" && doubleBounce {
+			return false
+		}
 		return notify == 0 || notify&log.NotifyFailure != 0
 	case StateDelivered:
-		return relayed && notify&log.NotifySuccess != 0
+		return sender != "" && relayed && notify&log.NotifySuccess != 0
 	}
 	return false
 }

@@ -19,7 +19,12 @@ type Recipient struct {
 	// named.
 	Sender string
 	Notify log.Notify
-	State  RcptState
+	// ORCPT is the RFC 3461 original recipient an alias expansion carried
+	// over to the recipient it created ("rfc822;alias@example.org"), kept
+	// through a redirect. It is "" for the recipients named at RCPT: their
+	// ORCPT is in the message's TxnReceived.
+	ORCPT string
+	State RcptState
 	// Queue is the queue the recipient is in ("" when terminal): AQ when
 	// the scheduler took it or the log shows it resolved or in flight,
 	// else DEFEDB once it was deferred, else IQDB.
@@ -46,14 +51,17 @@ type Recipient struct {
 
 // Message is a copy of one message's state.
 type Message struct {
-	Txn        string // ss_ta
-	Sender     string
-	Content    string // content store reference of the body
-	DSNOf      string // ss_ta of the message a DSN reports on; "" otherwise
-	Size       int64  // ContentSize
-	ReceivedAt time.Time
-	Seq        uint64 // the TxnReceived event
-	Held       bool   // a Hold on the whole message
+	Txn     string // ss_ta
+	Sender  string
+	Content string // content store reference of the body
+	DSNOf   string // ss_ta of the message a DSN reports on; "" otherwise
+	// DoubleBounce is true for a double bounce QMGR made (DSNOf set,
+	// Listener ListenerDoubleBounce): a failure of it owes nothing.
+	DoubleBounce bool
+	Size         int64 // ContentSize
+	ReceivedAt   time.Time
+	Seq          uint64 // the TxnReceived event
+	Held         bool   // a Hold on the whole message
 	// ContentReleased is true when a ContentReleased was applied while
 	// recipients still referenced the body (an anomaly: the body is gone).
 	ContentReleased bool
@@ -74,6 +82,7 @@ func (q *Queue) messageView(slot uint32) Message {
 		Sender:          m.sender(),
 		Content:         m.content(),
 		DSNOf:           m.dsnOf(),
+		DoubleBounce:    m.flags&msgDoubleBounce != 0,
 		Size:            m.size,
 		ReceivedAt:      time.Unix(0, m.receivedAt).UTC(),
 		Seq:             m.seq,
@@ -104,6 +113,7 @@ func (q *Queue) rcptView(slot uint32, idx int32) Recipient {
 		Addr:        m.addr(r),
 		Sender:      m.rcptSender(idx),
 		Notify:      r.notify,
+		ORCPT:       m.extra[idx].orcpt,
 		State:       r.state,
 		Queue:       queueOf(r),
 		Due:         time.Unix(0, r.due).UTC(),

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -18,8 +19,11 @@ import (
 
 // SnapshotVersion is the version of the snapshot format Snapshot writes.
 // Restore reads this version only: after a format change the daemon
-// replays the log from the start once and writes a new snapshot.
-const SnapshotVersion = 1
+// replays the log from the start once and writes a new snapshot. Version 2
+// added the double-bounce mark of a message and the original recipient
+// of expanded recipients; a version 1 snapshot lacks what the fold now
+// keeps, so restoring it could not give the state the log gives.
+const SnapshotVersion = 2
 
 const snapshotMagic = "smx-projections"
 
@@ -40,7 +44,8 @@ var ErrSnapshotCorrupt = errors.New("projections: corrupt snapshot")
 //	               failed..., expired...], ...],
 //	message count, then per message in the order received:
 //	[ss_ta, sender, content, dsn_of, received (Unix ns), seq, size,
-//	 held, content released, owners {rcpt: owner},
+//	 held, content released, double bounce,
+//	 extras {rcpt: [list owner, original recipient]},
 //	 [[addr, state, flags, notify, due (Unix ns), last seq, destination], ...]]
 //
 // The same state always gives the same bytes.
@@ -131,7 +136,7 @@ func (q *Queue) encode(enc *msgpack.Encoder) error {
 	e.u64(uint64(len(slots)))
 	for _, slot := range slots {
 		m := q.store.at(slot)
-		e.array(11)
+		e.array(12)
 		e.str(m.txn())
 		e.str(m.sender())
 		e.str(m.content())
@@ -141,12 +146,16 @@ func (q *Queue) encode(enc *msgpack.Encoder) error {
 		e.i64(m.size)
 		e.boolean(m.flags&msgHeld != 0)
 		e.boolean(m.flags&msgContentRemoved != 0)
+		e.boolean(m.flags&msgDoubleBounce != 0)
 		if e.err == nil {
-			e.err = enc.EncodeMapLen(len(m.owners))
+			e.err = enc.EncodeMapLen(len(m.extra))
 		}
-		for _, idx := range sortedKeys(m.owners) {
+		for _, idx := range sortedKeys(m.extra) {
+			x := m.extra[idx]
 			e.i64(int64(idx))
-			e.str(m.owners[idx])
+			e.array(2)
+			e.str(x.owner)
+			e.str(x.orcpt)
 		}
 		e.array(len(m.rcpts))
 		for i := range m.rcpts {
@@ -164,7 +173,7 @@ func (q *Queue) encode(enc *msgpack.Encoder) error {
 	return e.err
 }
 
-func sortedKeys(m map[int32]string) []int32 {
+func sortedKeys[V any](m map[int32]V) []int32 {
 	return slices.Sorted(maps.Keys(m))
 }
 
@@ -397,7 +406,7 @@ func (d *decoder) queue() (*Queue, error) {
 }
 
 func (d *decoder) message(q *Queue) {
-	d.array("message", 11)
+	d.array("message", 12)
 	d.buf = d.buf[:0]
 	txnEnd := d.appendStr("ss_ta")
 	senderEnd := txnEnd + d.appendStr("sender")
@@ -414,24 +423,30 @@ func (d *decoder) message(q *Queue) {
 	if d.boolean("content released") {
 		m.flags |= msgContentRemoved
 	}
+	if d.boolean("double bounce") {
+		m.flags |= msgDoubleBounce
+	}
 	if d.err != nil {
 		return
 	}
-	nOwners, err := d.dec.DecodeMapLen()
+	nExtra, err := d.dec.DecodeMapLen()
 	if err != nil {
-		d.fail("owners", err)
+		d.fail("extras", err)
 		return
 	}
-	if !d.fits("owners", nOwners, 2) {
+	if !d.fits("extras", nExtra, 4) {
 		return
 	}
-	for j := 0; j < nOwners && d.err == nil; j++ {
-		idx := d.i64("owner index")
-		owner := d.str("owner")
-		if m.owners == nil {
-			m.owners = make(map[int32]string, nOwners)
+	for j := 0; j < nExtra && d.err == nil; j++ {
+		idx := d.i64("extra index")
+		d.array("extra", 2)
+		x := rcptExtra{owner: d.str("owner"), orcpt: d.str("original recipient")}
+		if idx < 0 || idx > math.MaxInt32 {
+			d.fail("extra index", fmt.Errorf("%d", idx))
+			return
 		}
-		m.owners[int32(idx)] = owner
+		// As Apply does: an empty extra is not kept.
+		m.setExtra(int32(idx), x)
 	}
 	nr := d.length("recipients", 1<<26)
 	if !d.fits("recipients", nr, 8) {

@@ -145,7 +145,8 @@ type dsnJob struct {
 	// to is where the DSN goes.
 	to string
 	// doubleBounce marks a bounce of a message from the null sender,
-	// which goes to the double_bounce_address.
+	// which goes to the double_bounce_address and is itself never
+	// bounced.
 	doubleBounce bool
 	// full asks for the whole original rather than its header.
 	full bool
@@ -164,10 +165,12 @@ type executor interface {
 
 // Listener values of the TxnReceived of messages QMGR makes itself (the
 // field names the smtps section for received mail and is empty
-// otherwise).
+// otherwise). The projection reads them: a failure of a double bounce owes
+// nothing, a failure of any other mail from the null sender owes a double
+// bounce.
 const (
-	ListenerDSN          = "qmgr-dsn"
-	ListenerDoubleBounce = "qmgr-double-bounce"
+	ListenerDSN          = projections.ListenerDSN
+	ListenerDoubleBounce = projections.ListenerDoubleBounce
 )
 
 // core is the scheduler's state machine: it owns the projection and AQ,
@@ -480,7 +483,11 @@ func (c *core) deferDestination(dest string, until time.Time, reason string) {
 	}
 }
 
-// onTerminal notes DSNs owed after a terminal event, and double bounces.
+// onTerminal notes the DSNs a terminal event made owed. What is owed is
+// the projection's to say (see package projections): a bounce for a
+// failure, a success notice for a relayed delivery, and a double bounce
+// for a failure of mail from the null sender. A double bounce that fails
+// owes nothing: it is dropped and logged, never bounced again.
 func (c *core) onTerminal(ev log.Event) {
 	m, ok := c.q.Message(ev.Txn)
 	if !ok {
@@ -488,7 +495,7 @@ func (c *core) onTerminal(ev log.Event) {
 	}
 	if m.DSNOwed > 0 {
 		if _, pending := c.dsnPending[ev.Txn]; !pending {
-			c.dsnPending[ev.Txn] = c.now.Add(c.opts.MergeDelayMax)
+			c.dsnPending[ev.Txn] = eventTime(ev, c.now).Add(c.opts.MergeDelayMax)
 		}
 		c.dirty = true
 		return
@@ -498,32 +505,21 @@ func (c *core) onTerminal(ev log.Event) {
 	default:
 		return
 	}
-	r, ok := c.q.Recipient(ev.Txn, ev.Rcpt)
-	if !ok || r.Sender != "" {
-		return
-	}
-	c.doubleBounce(m, r)
-}
-
-// doubleBounce handles a failed recipient of a message from the null
-// sender: its bounce goes to the double_bounce_address, unless the message
-// is itself a double bounce, which is dropped and logged: never a loop.
-func (c *core) doubleBounce(m projections.Message, r projections.Recipient) {
-	ev, err := c.opts.Log.Get(m.Seq)
-	tr, _ := ev.Payload.(*log.TxnReceived)
-	if err != nil || tr == nil {
-		c.logger.Error("scheduler: cannot read the message of a failed null-sender recipient", "txn", m.Txn, "err", err)
-		return
-	}
-	if tr.Listener == ListenerDoubleBounce {
+	if r, ok := c.q.Recipient(ev.Txn, ev.Rcpt); ok && m.DoubleBounce {
 		c.opts.MailLog.Recipient("q_double_bounce_dropped", m.Txn, int(r.Rcpt)).Rcpt(r.Addr).
 			Str("status", "dropped").Str("reason", "double bounce undeliverable").Write()
 		c.logger.Warn("scheduler: double bounce undeliverable, dropped", "txn", m.Txn, "rcpt", r.Addr)
-		return
 	}
-	c.dsnInProgress[m.Txn] = true
-	c.exec.buildDSN(&dsnJob{orig: m, rcpts: []projections.Recipient{r}, kind: log.DSNFailure,
-		to: c.opts.DoubleBounceAddress, doubleBounce: true, full: !c.opts.HeaderOnly})
+}
+
+// eventTime is when ev happened: decisions that depend on time take it
+// from the event, not from when the scheduler saw it, so that a restarted
+// scheduler reading the same events decides the same.
+func eventTime(ev log.Event, fallback time.Time) time.Time {
+	if ev.Time.IsZero() {
+		return fallback
+	}
+	return ev.Time
 }
 
 // fill is the first level: it moves due recipients into AQ following seed
@@ -973,7 +969,13 @@ func (c *core) dsns() {
 				c.dsnPending[txn] = c.now // the rest go in the next DSN
 			}
 			c.dsnInProgress[txn] = true
-			c.exec.buildDSN(&dsnJob{orig: m, rcpts: list, kind: kind, to: list[0].Sender, full: full})
+			job := &dsnJob{orig: m, rcpts: list, kind: kind, to: list[0].Sender, full: full}
+			if job.to == "" {
+				// A failure of mail from the null sender: the double
+				// bounce goes to the postmaster.
+				job.to, job.doubleBounce = c.opts.DoubleBounceAddress, true
+			}
+			c.exec.buildDSN(job)
 		}
 		switch {
 		case len(failed) > 0:
@@ -985,7 +987,7 @@ func (c *core) dsns() {
 }
 
 // dsnDone is told when a DSN job is over; on failure the DSN is tried
-// again after retry_min_delay.
+// again after retry_min_delay (it is still owed in the projection).
 func (c *core) dsnDone(job *dsnJob, err error) {
 	if err == nil {
 		return
@@ -994,9 +996,7 @@ func (c *core) dsnDone(job *dsnJob, err error) {
 	if job.kind == log.DSNDelay {
 		return
 	}
-	if !job.doubleBounce {
-		c.dsnPending[job.orig.Txn] = c.now.Add(c.opts.RetryMinDelay)
-	}
+	c.dsnPending[job.orig.Txn] = c.now.Add(c.opts.RetryMinDelay)
 	c.dirty = true
 }
 

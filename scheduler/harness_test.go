@@ -29,7 +29,10 @@ type memLog struct {
 	mu     sync.Mutex
 	clk    clock.Clock
 	events []log.Event
-	notify chan struct{}
+	// batchEnd[i] is the Seq of the last event of the Append that wrote
+	// event i+1: a crash keeps or loses an append as a whole.
+	batchEnd []uint64
+	notify   chan struct{}
 }
 
 func newMemLog(clk clock.Clock) *memLog { return &memLog{clk: clk, notify: make(chan struct{})} }
@@ -43,6 +46,9 @@ func (l *memLog) Append(ctx context.Context, events ...log.Event) (uint64, error
 			events[i].Time = l.clk.Now()
 		}
 		l.events = append(l.events, events[i])
+	}
+	for range events {
+		l.batchEnd = append(l.batchEnd, uint64(len(l.events)))
 	}
 	close(l.notify)
 	l.notify = make(chan struct{})
@@ -75,6 +81,18 @@ func (l *memLog) Next(ctx context.Context, after uint64) ([]log.Event, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// cutAfter simulates a crash right after the append that holds event seq:
+// the log keeps that append whole and loses every later one. It returns
+// the last Seq kept.
+func (l *memLog) cutAfter(seq uint64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	end := l.batchEnd[seq-1]
+	l.events = l.events[:end]
+	l.batchEnd = l.batchEnd[:end]
+	return end
 }
 
 func (l *memLog) since(seq uint64) []log.Event {
@@ -348,6 +366,48 @@ func (h *harness) release(m projections.Message) {
 
 func (h *harness) closeSession(*client.Session) {}
 
+// crash is a kill -9 of smxd followed by a restart: the work in flight
+// (resolutions, deliveries, DSNs being built, appends not yet made) is
+// lost, and so is every append after the one that holds event cut (0: the
+// log is kept whole). The new scheduler starts from the projection
+// replayed from the log, as smxd's recovery gives it, on the same clock.
+func (h *harness) crash(cut uint64) string {
+	var out strings.Builder
+	h.done, h.held = nil, nil
+	if cut > 0 {
+		fmt.Fprintf(&out, "log cut after seq %d\n", h.log.cutAfter(cut))
+	}
+	q := projections.New()
+	evs := h.log.since(0)
+	for _, ev := range evs {
+		if err := q.Apply(ev); err != nil {
+			h.t.Fatalf("replay after the crash: %v", err)
+		}
+	}
+	c, err := newCore(&h.shell.opts, q, h)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.core, h.shell.core = c, c
+	h.applied = q.Seq()
+	h.printed = min(h.printed, q.Seq())
+	c.start(h.clk.Now())
+	fmt.Fprintf(&out, "restarted at seq %d\n", q.Seq())
+	return out.String()
+}
+
+// findEvent returns the Seq of the first event of type typ about txn
+// (and recipient rcpt unless it is log.NoRcpt), or fails the test.
+func (h *harness) findEvent(typ, txn string, rcpt int32) uint64 {
+	for _, ev := range h.log.since(0) {
+		if ev.Type().String() == typ && ev.Txn == txn && (rcpt == log.NoRcpt || ev.Rcpt == rcpt) {
+			return ev.Seq
+		}
+	}
+	h.t.Fatalf("no %s event for %s:%d", typ, txn, rcpt)
+	return 0
+}
+
 // pump applies new events, steps the core and runs what it asked for,
 // until nothing changes.
 func (h *harness) pump() {
@@ -593,6 +653,42 @@ func TestStories(t *testing.T) {
 				return h.printNew(d.HasArg("quiet"))
 			case "inflight":
 				return fmt.Sprintf("%d\n", len(h.held))
+			case "crash":
+				// crash [after=(TYPE,TXN[,RCPT])]: kill -9 and restart; with
+				// after, the log ends with the append holding that event.
+				var cut uint64
+				for _, a := range d.CmdArgs {
+					if a.Key == "after" {
+						rcpt := log.NoRcpt
+						if len(a.Vals) > 2 {
+							rcpt = int32(atoi(a.Vals[2]))
+						}
+						cut = h.findEvent(a.Vals[0], a.Vals[1], rcpt)
+					}
+				}
+				return h.crash(cut)
+			case "count":
+				// count TYPE [txn=TXN] [dsn-of=TXN]: events of a type.
+				n := 0
+				var txn, dsnOf string
+				for _, a := range d.CmdArgs[1:] {
+					switch a.Key {
+					case "txn":
+						txn = a.Vals[0]
+					case "dsn-of":
+						dsnOf = a.Vals[0]
+					}
+				}
+				for _, ev := range h.log.since(0) {
+					if ev.Type().String() != d.CmdArgs[0].Key || (txn != "" && ev.Txn != txn) {
+						continue
+					}
+					if p, ok := ev.Payload.(*log.TxnReceived); dsnOf != "" && (!ok || p.DSNOf != dsnOf) {
+						continue
+					}
+					n++
+				}
+				return fmt.Sprintf("%d\n", n)
 			case "conns":
 				return h.core.describeConns()
 			case "connects":
