@@ -205,7 +205,7 @@ type core struct {
 	dsnPending    map[string]time.Time // txn -> when its owed DSNs must go
 	dsnInProgress map[string]bool
 	releasing     map[string]bool
-	delayWarn     map[string][]int32 // txn -> recipients to warn
+	delayWarn     map[string]*delayWarning // txn -> recipients to warn
 
 	delivering int // delivery jobs in flight
 	dirty      bool
@@ -218,6 +218,13 @@ type core struct {
 }
 
 type groupKey struct{ txn, dest, sender string }
+
+// delayWarning is a delay warning to build for some recipients of one
+// message, not before due (a build that failed waits retry_min_delay).
+type delayWarning struct {
+	rcpts []int32
+	due   time.Time
+}
 
 func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) {
 	limits, err := newConnLimits(opts)
@@ -232,18 +239,61 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 		runnable: map[*conn]bool{}, idle: map[string][]*idleSession{},
 		resolving: map[string]int{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
 		dsnPending: map[string]time.Time{}, dsnInProgress: map[string]bool{},
-		releasing: map[string]bool{}, delayWarn: map[string][]int32{},
+		releasing: map[string]bool{}, delayWarn: map[string]*delayWarning{},
 	}, nil
 }
 
-// start looks at the restored projection for DSNs that are owed.
+// start looks at the restored projection for what the last run left
+// undone, so that a restarted scheduler goes on as the live one would
+// have:
+//
+//   - DSNs owed are due merge_delay_max after the earliest failure still
+//     waiting for one, as they were live;
+//   - a delay warning is owed to a recipient deferred at or after
+//     queue_delay_timeout and not warned: the daemon stopped between the
+//     deferral and the warning's DelayNotified.
+//
+// It reads the log (Get) only for the few recipients that may be owed
+// something.
 func (c *core) start(now time.Time) {
 	c.now = now
 	for _, m := range c.q.Messages() {
-		if m.DSNOwed > 0 {
-			c.dsnPending[m.Txn] = now
+		owesDSN := m.DSNOwed > 0
+		mayWarn := m.Live > 0 && m.DSNOf == "" && now.Sub(m.ReceivedAt) >= c.opts.QueueDelayTimeout
+		if !owesDSN && !mayWarn {
+			continue
+		}
+		var since time.Time
+		for _, r := range c.q.Recipients(m.Txn) {
+			switch {
+			case r.DSNOwed:
+				if t := c.eventTimeOf(r.LastSeq, now); since.IsZero() || t.Before(since) {
+					since = t
+				}
+			case mayWarn && c.owesDelayWarning(m, r, now):
+				if c.owesDelayWarning(m, r, c.eventTimeOf(r.LastSeq, now)) {
+					c.warn(m.Txn, r.Rcpt, now)
+				}
+			}
+		}
+		if owesDSN {
+			c.dsnPending[m.Txn] = since.Add(c.opts.MergeDelayMax)
 		}
 	}
+}
+
+// eventTimeOf returns the time of event seq, or fallback when it cannot be
+// read.
+func (c *core) eventTimeOf(seq uint64, fallback time.Time) time.Time {
+	if seq == 0 {
+		return fallback
+	}
+	ev, err := c.opts.Log.Get(seq)
+	if err != nil {
+		c.logger.Warn("scheduler: read event", "seq", seq, "err", err)
+		return fallback
+	}
+	return eventTime(ev, fallback)
 }
 
 // apply folds one event from the feed and reacts to it.
@@ -426,22 +476,38 @@ func (c *core) onDeferred(ev log.Event, p *log.RcptDeferred) {
 		c.deferDestination(p.Destination, p.HostDownUntil, p.Reason)
 	}
 	r, ok := c.q.Recipient(ev.Txn, ev.Rcpt)
-	if !ok || r.DelayWarned || r.Sender == "" || !notifies(r.Notify, log.NotifyDelay) {
+	if !ok {
 		return
 	}
-	m, ok := c.q.Message(ev.Txn)
-	if !ok || m.DSNOf != "" {
-		return
+	if m, ok := c.q.Message(ev.Txn); ok && c.owesDelayWarning(m, r, eventTime(ev, c.now)) {
+		c.warn(ev.Txn, ev.Rcpt, c.now)
 	}
-	if c.now.Sub(m.ReceivedAt) < c.opts.QueueDelayTimeout {
-		return
+}
+
+// owesDelayWarning reports whether recipient r of message m, deferred at
+// deferredAt, is due a delay warning: it asked for one (NOTIFY), has an
+// envelope sender to send it to, is not part of a DSN, was queued
+// queue_delay_timeout by then, and was never warned (DelayNotified).
+func (c *core) owesDelayWarning(m projections.Message, r projections.Recipient, deferredAt time.Time) bool {
+	return r.State == projections.StateDeferred && !r.DelayWarned && r.Sender != "" &&
+		notifies(r.Notify, log.NotifyDelay) && m.DSNOf == "" &&
+		deferredAt.Sub(m.ReceivedAt) >= c.opts.QueueDelayTimeout
+}
+
+// warn queues a delay warning for recipient rcpt of txn, to be built at
+// due or later with the others of the message that are waiting.
+func (c *core) warn(txn string, rcpt int32, due time.Time) {
+	w := c.delayWarn[txn]
+	if w == nil {
+		w = &delayWarning{due: due}
+		c.delayWarn[txn] = w
 	}
-	for _, i := range c.delayWarn[ev.Txn] {
-		if i == ev.Rcpt {
-			return
-		}
+	if !slices.Contains(w.rcpts, rcpt) {
+		w.rcpts = append(w.rcpts, rcpt)
 	}
-	c.delayWarn[ev.Txn] = append(c.delayWarn[ev.Txn], ev.Rcpt)
+	if due.Before(w.due) {
+		w.due = due
+	}
 	c.dirty = true
 }
 
@@ -901,8 +967,8 @@ func (c *core) timeouts() {
 // failure, or when max_errors_per_DSN are waiting; delay warnings at once.
 func (c *core) dsns() {
 	for _, txn := range sortedKeys(c.delayWarn) {
-		rcpts := c.delayWarn[txn]
-		if c.dsnInProgress[txn] {
+		w := c.delayWarn[txn]
+		if c.dsnInProgress[txn] || c.now.Before(w.due) {
 			continue
 		}
 		delete(c.delayWarn, txn)
@@ -911,7 +977,7 @@ func (c *core) dsns() {
 			continue
 		}
 		var list []projections.Recipient
-		for _, i := range rcpts {
+		for _, i := range w.rcpts {
 			if r, ok := c.q.Recipient(txn, i); ok && !r.DelayWarned && r.State == projections.StateDeferred {
 				list = append(list, r)
 			}
@@ -993,10 +1059,21 @@ func (c *core) dsnDone(job *dsnJob, err error) {
 		return
 	}
 	delete(c.dsnInProgress, job.orig.Txn)
+	retry := c.now.Add(c.opts.RetryMinDelay)
 	if job.kind == log.DSNDelay {
+		// Nothing was logged: the recipients are not warned yet. Try
+		// again later, not at once (a store that failed now will likely
+		// fail on the next step too); recipients delivered or failed by
+		// then are left out when it is built.
+		for _, r := range job.rcpts {
+			c.warn(job.orig.Txn, r.Rcpt, retry)
+		}
+		if w := c.delayWarn[job.orig.Txn]; w != nil {
+			w.due = retry
+		}
 		return
 	}
-	c.dsnPending[job.orig.Txn] = c.now.Add(c.opts.RetryMinDelay)
+	c.dsnPending[job.orig.Txn] = retry
 	c.dirty = true
 }
 
@@ -1056,6 +1133,11 @@ func (c *core) nextWake() (time.Time, bool) {
 		// One being built is finished by its worker's report, not by time.
 		if !c.dsnInProgress[txn] && t.After(c.now) {
 			consider(t)
+		}
+	}
+	for txn, w := range c.delayWarn {
+		if !c.dsnInProgress[txn] && w.due.After(c.now) {
+			consider(w.due)
 		}
 	}
 	for _, list := range c.idle {

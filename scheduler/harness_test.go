@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -185,6 +186,9 @@ type harness struct {
 	printed  uint64
 	ids      int
 	connects map[string]int // delivery attempts per IP
+	// dsnFailures is how many DSN builds are still to fail (the content
+	// store refusing them).
+	dsnFailures int
 }
 
 func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
@@ -347,6 +351,11 @@ func indexes(rs []projections.Recipient) []int32 {
 }
 
 func (h *harness) buildDSN(job *dsnJob) {
+	if h.dsnFailures > 0 {
+		h.dsnFailures--
+		h.done = append(h.done, func() { h.core.dsnDone(job, errors.New("content store: no space left on device")) })
+		return
+	}
 	h.done = append(h.done, func() {
 		err := h.shell.runDSN(context.Background(), job)
 		if err != nil {
@@ -396,16 +405,19 @@ func (h *harness) crash(cut uint64) string {
 	return out.String()
 }
 
-// findEvent returns the Seq of the first event of type typ about txn
-// (and recipient rcpt unless it is log.NoRcpt), or fails the test.
+// findEvent returns the Seq of the last event of type typ about txn (and
+// recipient rcpt unless it is log.NoRcpt), or fails the test.
 func (h *harness) findEvent(typ, txn string, rcpt int32) uint64 {
+	var seq uint64
 	for _, ev := range h.log.since(0) {
 		if ev.Type().String() == typ && ev.Txn == txn && (rcpt == log.NoRcpt || ev.Rcpt == rcpt) {
-			return ev.Seq
+			seq = ev.Seq
 		}
 	}
-	h.t.Fatalf("no %s event for %s:%d", typ, txn, rcpt)
-	return 0
+	if seq == 0 {
+		h.t.Fatalf("no %s event for %s:%d", typ, txn, rcpt)
+	}
+	return seq
 }
 
 // pump applies new events, steps the core and runs what it asked for,
@@ -496,6 +508,8 @@ func format(ev log.Event) string {
 		s += " " + p.Enhanced + " last=" + p.LastReason
 	case *log.DSNQueued:
 		s += fmt.Sprintf(" dsn=%s kind=%s rcpts=%v", p.DSN, p.Kind, p.Rcpts)
+	case *log.DelayNotified:
+		s += fmt.Sprintf(" dsn=%s rcpts=%v", p.DSN, p.Rcpts)
 	}
 	return s
 }
@@ -651,11 +665,16 @@ func TestStories(t *testing.T) {
 				}
 				h.pump()
 				return h.printNew(d.HasArg("quiet"))
+			case "dsn-fail":
+				// dsn-fail N: the next N DSN builds fail.
+				h.dsnFailures = atoi(d.CmdArgs[0].Key)
+				return ""
 			case "inflight":
 				return fmt.Sprintf("%d\n", len(h.held))
 			case "crash":
 				// crash [after=(TYPE,TXN[,RCPT])]: kill -9 and restart; with
-				// after, the log ends with the append holding that event.
+				// after, the log ends with the append holding the last such
+				// event.
 				var cut uint64
 				for _, a := range d.CmdArgs {
 					if a.Key == "after" {

@@ -178,8 +178,9 @@ func (s *Scheduler) logTxn(daSess, daTxn string, job *deliveryJob, res *client.R
 }
 
 // runDSN builds one DSN, stores it in the content store and queues it:
-// its TxnReceived and the DSNQueued that links it to the original, in one
-// append.
+// its TxnReceived, for a delay warning the DelayNotified that marks its
+// recipients warned, and the DSNQueued that links it to the original, in
+// one append.
 func (s *Scheduler) runDSN(ctx context.Context, job *dsnJob) error {
 	now := s.opts.Clock.Now()
 	tr, err := s.txnReceived(job.orig.Seq)
@@ -243,10 +244,15 @@ func (s *Scheduler) runDSN(ctx context.Context, job *dsnJob) error {
 		return fmt.Errorf("scheduler: store DSN for %s: %w", job.orig.Txn, err)
 	}
 	msg.Content, msg.ContentSize, msg.Size = ref, size, size
-	events := []log.Event{
-		{Txn: id, Rcpt: log.NoRcpt, Time: now, Payload: msg},
-		{Txn: job.orig.Txn, Rcpt: log.NoRcpt, Time: now, Payload: &log.DSNQueued{DSN: id, Kind: job.kind, Rcpts: indexes}},
+	events := []log.Event{{Txn: id, Rcpt: log.NoRcpt, Time: now, Payload: msg}}
+	if job.kind == log.DSNDelay {
+		// DelayNotified is the mark that each recipient was warned once.
+		// It goes before the DSNQueued that links the warning, which marks
+		// them too (for logs from before DelayNotified was written) but
+		// would make this one look like a second warning if it came first.
+		events = append(events, log.Event{Txn: job.orig.Txn, Rcpt: log.NoRcpt, Time: now, Payload: &log.DelayNotified{Rcpts: indexes, DSN: id}})
 	}
+	events = append(events, log.Event{Txn: job.orig.Txn, Rcpt: log.NoRcpt, Time: now, Payload: &log.DSNQueued{DSN: id, Kind: job.kind, Rcpts: indexes}})
 	if _, err := s.opts.Log.Append(ctx, events...); err != nil {
 		return fmt.Errorf("scheduler: queue DSN for %s: %w", job.orig.Txn, err)
 	}
