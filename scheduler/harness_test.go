@@ -177,6 +177,7 @@ type harness struct {
 	core     *core
 	shell    *Scheduler
 	routes   map[string]string // domain -> IP, "fail" or "tempfail"
+	aliases  map[string][]string
 	servers  map[string]*server
 	hold     bool
 	held     []*deliveryJob
@@ -194,7 +195,7 @@ type harness struct {
 func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 	clk := clock.NewFake(epoch)
 	h := &harness{t: t, clk: clk, log: newMemLog(clk), content: newMemContent(),
-		routes: map[string]string{}, servers: map[string]*server{}, connects: map[string]int{}}
+		routes: map[string]string{}, aliases: map[string][]string{}, servers: map[string]*server{}, connects: map[string]int{}}
 	h.opts = Options{
 		Hostname: "mx.smx.test", Log: h.log, Feed: h.log, Content: h.content, Clock: clk,
 		Rand: rand.New(rand.NewPCG(1, 2)), RetryFuzz: -1, NoReuseConnection: true,
@@ -279,10 +280,12 @@ func (h *harness) resolve(job *resolveJob) {
 		for _, r := range job.rcpts {
 			_, domain, _ := strings.Cut(r.Addr, "@")
 			var res resolver.Result
-			switch route := h.routes[domain]; route {
-			case "", "fail":
+			switch route := h.routes[domain]; {
+			case h.aliases[r.Addr] != nil:
+				res.Expansion = h.aliases[r.Addr]
+			case route == "", route == "fail":
 				res.Failure = &resolver.Failure{Code: 550, Enhanced: "5.1.2", Text: "no route to " + domain}
-			case "tempfail":
+			case route == "tempfail":
 				res.Failure = &resolver.Failure{Code: 451, Enhanced: "4.4.3", Text: "DNS lookup for " + domain + " failed"}
 			default:
 				res.Mailer = log.MailerESMTP
@@ -487,7 +490,15 @@ func format(ev log.Event) string {
 			s += " dsn-of=" + p.DSNOf + " " + p.Listener
 		}
 	case *log.RcptResolved:
-		s += " " + p.Destination
+		if p.Mailer == "" {
+			var kids []string
+			for _, k := range p.Expansion {
+				kids = append(kids, fmt.Sprintf("%d:%s", k.Rcpt, k.Addr))
+			}
+			s += " expanded to " + strings.Join(kids, ",")
+		} else {
+			s += " " + p.Destination
+		}
 	case *log.AttemptStarted:
 		s += fmt.Sprintf(" rcpts=%v ip=%s", p.Rcpts, p.IP)
 	case *log.AttemptFinished:
@@ -584,6 +595,10 @@ func TestStories(t *testing.T) {
 				// route DOMAIN IP|fail|tempfail
 				h.routes[d.CmdArgs[0].Key] = d.CmdArgs[1].Key
 				return ""
+			case "alias":
+				// alias ADDR to=(A,B): ADDR expands into A and B.
+				h.aliases[d.CmdArgs[0].Key] = d.CmdArgs[1].Vals
+				return ""
 			case "server":
 				// server IP up|down|dsn|rcpt=ADDR code=N enhanced=X text=...
 				ip := d.CmdArgs[0].Key
@@ -612,6 +627,7 @@ func TestStories(t *testing.T) {
 				var from string
 				var rcpts []log.Recipient
 				var notify log.Notify
+				var orcpts []string
 				for _, a := range d.CmdArgs[1:] {
 					switch a.Key {
 					case "from":
@@ -624,10 +640,16 @@ func TestStories(t *testing.T) {
 						}
 					case "notify":
 						notify = parseNotify(strings.Join(a.Vals, ","))
+					case "orcpt":
+						// orcpt=(X,Y): the ORCPT of each recipient in order.
+						orcpts = a.Vals
 					}
 				}
 				for i := range rcpts {
 					rcpts[i].Notify = notify
+					if i < len(orcpts) && orcpts[i] != "-" {
+						rcpts[i].ORCPT = orcpts[i]
+					}
 				}
 				h.receive(txn, from, rcpts)
 				return ""
@@ -756,7 +778,11 @@ func (h *harness) describeDSN(txn string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "to=%s subject=%q\n", p.to, p.subject)
 	for _, r := range p.rcpts {
-		fmt.Fprintf(&b, "  %s action=%s status=%s", r.Get("Final-Recipient"), r.Get("Action"), r.Get("Status"))
+		fmt.Fprintf(&b, "  %s", r.Get("Final-Recipient"))
+		if o := r.Get("Original-Recipient"); o != "" {
+			fmt.Fprintf(&b, " orcpt=%q", o)
+		}
+		fmt.Fprintf(&b, " action=%s status=%s", r.Get("Action"), r.Get("Status"))
 		if d := r.Get("Diagnostic-Code"); d != "" {
 			fmt.Fprintf(&b, " diag=%q", strings.Join(strings.Fields(d), " "))
 		}

@@ -21,13 +21,21 @@ func envelopeOf(job *deliveryJob, tr *log.TxnReceived, content Content) *client.
 	ref := job.msg.Content
 	env.Open = func() (io.ReadCloser, error) { return content.Open(ref) }
 	for _, r := range job.rcpts {
-		rc := client.Recipient{Index: r.Rcpt, Addr: r.Addr, Notify: r.Notify}
-		if int(r.Rcpt) < len(tr.Rcpts) {
-			rc.ORCPT = tr.Rcpts[r.Rcpt].ORCPT
-		}
-		env.Rcpts = append(env.Rcpts, rc)
+		env.Rcpts = append(env.Rcpts, client.Recipient{Index: r.Rcpt, Addr: r.Addr, Notify: r.Notify, ORCPT: orcptOf(tr, r)})
 	}
 	return env
+}
+
+// orcptOf returns the RFC 3461 original recipient of r: the ORCPT given at
+// RCPT for the recipients named there (in the message's TxnReceived), and
+// for a recipient an alias expansion created, the one the expansion carried
+// over (the projection keeps it), which the resolver fills from the
+// expanded recipient, or as "rfc822;alias" when that had none.
+func orcptOf(tr *log.TxnReceived, r projections.Recipient) string {
+	if tr != nil && r.Rcpt >= 0 && int(r.Rcpt) < len(tr.Rcpts) {
+		return tr.Rcpts[r.Rcpt].ORCPT
+	}
+	return r.ORCPT
 }
 
 // outcomeEvents turns the result of one delivery transaction into the
@@ -83,10 +91,9 @@ func resolveEvents(job *resolveJob, tr *log.TxnReceived, results []resolveResult
 	next := job.next
 	for _, rr := range results {
 		r := rr.rcpt
-		orig := log.Recipient{Addr: r.Addr, Notify: r.Notify}
-		if tr != nil && int(r.Rcpt) < len(tr.Rcpts) {
-			orig.ORCPT = tr.Rcpts[r.Rcpt].ORCPT
-		}
+		// An expansion carries the expanded recipient's ORCPT over to the
+		// recipients it creates, through any depth of nesting.
+		orig := log.Recipient{Addr: r.Addr, Notify: r.Notify, ORCPT: orcptOf(tr, r)}
 		var p log.Payload
 		res := rr.result
 		switch {

@@ -202,10 +202,7 @@ func (s *Scheduler) runDSN(ctx context.Context, job *dsnJob) error {
 	}
 	var indexes []int32
 	for _, r := range job.rcpts {
-		rc := dsn.Recipient{Addr: r.Addr}
-		if int(r.Rcpt) < len(tr.Rcpts) {
-			rc.ORCPT = tr.Rcpts[r.Rcpt].ORCPT
-		}
+		rc := dsn.Recipient{Addr: r.Addr, ORCPT: orcptOf(tr, r)}
 		s.describe(&rc, r.LastSeq, job.kind, isLMTPDestination(r.Destination))
 		if job.kind == log.DSNDelay {
 			rc.WillRetryUntil = tr.ReceivedAt.Add(s.opts.QueueReturnTimeout)
