@@ -82,7 +82,9 @@ func (h *groupHeap) Pop() any {
 }
 
 // conn is the outgoing connection state of one destination IP (or LMTP
-// socket): the seed's OCC entry with the slow start window.
+// socket): the seed's OCC entry with the slow start window. Sessions count
+// against the IP they reached: a route tries its addresses in order, and a
+// session that fell back to the second address is the second address's.
 type conn struct {
 	key     string
 	window  int // connections allowed now
@@ -90,6 +92,11 @@ type conn struct {
 	open    int // sessions open: busy and idle
 	busy    int
 	pending groupHeap
+	// unreachable is set when the last connection to the IP failed and
+	// cleared when one succeeds: new transactions for a route wait in the
+	// queue of the first of its IPs that is not unreachable, the one they
+	// are expected to reach.
+	unreachable bool
 }
 
 // idleSession is a session waiting in the connection cache for another
@@ -134,6 +141,13 @@ type deliveryDone struct {
 	destDown bool
 	// delivered counts recipients the server took.
 	delivered int
+	// sessionIP is the address (or LMTP socket) of the session the
+	// transaction ran over; "" when none was open.
+	sessionIP string
+	// unreachable lists the addresses a connection was tried to and
+	// failed, in the order tried (the client's failed attempts), other
+	// than sessionIP.
+	unreachable []string
 }
 
 // dsnJob asks for one DSN to be built and queued.
@@ -419,8 +433,7 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 	gk := groupKey{k.txn, p.Destination, e.rcpt.Sender}
 	g, ok := c.groups[gk]
 	if !ok {
-		ck := connKey(route)
-		cn := c.conn(ck)
+		cn := c.expectedConn(route)
 		g = &group{txn: k.txn, dest: p.Destination, sender: e.rcpt.Sender, conn: cn, route: route, index: -1}
 		if m, ok := c.q.Message(k.txn); ok {
 			g.receivedAt, g.seq = m.ReceivedAt, m.Seq
@@ -435,22 +448,77 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 	c.dirty = true
 }
 
-// connKey names the connection state a route counts against: the first
-// address of the first hop (slow start is per destination IP), or the
-// LMTP socket.
-func connKey(r client.Route) string {
-	if r.Socket != "" || (r.Mailer == log.MailerLMTP && r.Port == 0 && len(r.Hops) == 0) {
-		return "unix:" + r.Socket
+// isUnixRoute reports whether r goes to an LMTP unix socket.
+func isUnixRoute(r client.Route) bool {
+	return r.Socket != "" || (r.Mailer == log.MailerLMTP && r.Port == 0 && len(r.Hops) == 0)
+}
+
+// routeKeys names the connection states a route's sessions may count
+// against, in the order the client tries them: each address of each hop
+// (slow start is per destination IP; a hop without addresses is its host,
+// an IP literal), or the LMTP socket.
+func routeKeys(r client.Route) []string {
+	if isUnixRoute(r) {
+		return []string{"unix:" + r.Socket}
 	}
+	var keys []string
 	for _, h := range r.Hops {
-		if len(h.Addrs) > 0 {
-			return h.Addrs[0]
-		}
-		if h.Host != "" {
-			return h.Host
+		switch {
+		case len(h.Addrs) > 0:
+			keys = append(keys, h.Addrs...)
+		case h.Host != "":
+			keys = append(keys, h.Host)
 		}
 	}
-	return "none"
+	if len(keys) == 0 {
+		return []string{"none"}
+	}
+	return keys
+}
+
+// ipKey names the connection state of a session over r that reached ip
+// (the client's Session.IP or Attempt.IP).
+func ipKey(r client.Route, ip string) string {
+	if isUnixRoute(r) {
+		return routeKeys(r)[0]
+	}
+	return ip
+}
+
+// moveWaiting moves the transactions waiting in the queue of cn, which
+// just became unreachable, to the queue of the address each is now
+// expected to reach (the next one of its route), so that they wait for
+// that address's window instead of the one that failed.
+func (c *core) moveWaiting(cn *conn) {
+	var stay groupHeap
+	for _, g := range cn.pending {
+		to := c.expectedConn(g.route)
+		if to == cn {
+			stay = append(stay, g)
+			continue
+		}
+		g.conn = to
+		heap.Push(&to.pending, g)
+		c.runnable[to] = true
+	}
+	for i, g := range stay {
+		g.index = i
+	}
+	cn.pending = stay
+	heap.Init(&cn.pending)
+}
+
+// expectedConn returns the connection state a new session for route is
+// expected to count against: the first address of the route not known
+// unreachable, or the first address when all are.
+func (c *core) expectedConn(r client.Route) *conn {
+	keys := routeKeys(r)
+	for _, k := range keys {
+		if cn, ok := c.conns[k]; !ok || !cn.unreachable {
+			return c.conn(k)
+		}
+	}
+	return c.conn(keys[0])
 }
 
 func (c *core) conn(k string) *conn {
@@ -765,9 +833,13 @@ func (c *core) dispatch() {
 				waiting = true
 				break
 			}
+			// The transaction holds one open session of the IP it counts
+			// against: an idle one's (which may be another address of the
+			// route than cn's), or a new one within cn's window.
 			var sess *client.Session
+			holder := cn
 			if s := c.takeIdle(g.dest); s != nil {
-				sess = s.sess
+				sess, holder = s.sess, s.conn
 			} else if cn.open >= cn.window {
 				// Full: delivered or an idle session closing makes the
 				// connection runnable again.
@@ -775,8 +847,8 @@ func (c *core) dispatch() {
 			} else {
 				cn.open++
 			}
-			cn.busy++
-			c.startGroup(g, sess)
+			holder.busy++
+			c.startGroup(g, sess, holder)
 		}
 		if !waiting {
 			delete(c.runnable, cn)
@@ -786,10 +858,10 @@ func (c *core) dispatch() {
 
 // startGroup hands up to maxRcpts recipients of g to a delivery agent; the
 // rest of g stays queued.
-func (c *core) startGroup(g *group, sess *client.Session) {
+func (c *core) startGroup(g *group, sess *client.Session, holder *conn) {
 	n := min(len(g.entries), c.maxRcpts(g.route.Mailer))
 	batch := g.entries[:n]
-	job := &deliveryJob{dest: g.dest, sender: g.sender, route: g.route, connKey: g.conn.key, session: sess}
+	job := &deliveryJob{dest: g.dest, sender: g.sender, route: g.route, connKey: holder.key, session: sess}
 	for _, e := range batch {
 		e.phase = phaseDelivering
 		e.group = nil
@@ -832,33 +904,66 @@ func (c *core) setIdle(dest string, list []*idleSession) {
 	}
 }
 
-// delivered is told when a delivery job is over: the slow start window
-// grows with a successful transaction and halves when the destination
-// could not be reached; a usable session waits for the next transaction.
+// delivered is told when a delivery job is over. The windows are those of
+// the IPs the client's attempts name: each address that could not be
+// reached halves its window and is marked unreachable; the address the
+// session reached grows its window by one with a transaction it took (and
+// halves it when it answered 421). The transaction's open session moves to
+// the IP it reached, where a usable one waits for the next transaction.
 func (c *core) delivered(d deliveryDone) {
 	c.delivering--
 	cn := c.conn(d.job.connKey)
 	cn.busy--
+	holder := cn
+	var reached *conn
+	if d.sessionIP != "" {
+		reached = c.conn(ipKey(d.job.route, d.sessionIP))
+		if reached != cn {
+			cn.open--
+			reached.open++
+			holder = reached
+		}
+	}
+	for _, ip := range d.unreachable {
+		u := c.conn(ipKey(d.job.route, ip))
+		if u == reached {
+			continue
+		}
+		u.window = max(1, u.window/2)
+		if !u.unreachable {
+			u.unreachable = true
+			c.moveWaiting(u)
+		}
+	}
 	switch {
-	case d.destDown:
+	case reached != nil:
+		reached.unreachable = false
+		if d.destDown {
+			reached.window = max(1, reached.window/2)
+		} else if d.connected {
+			reached.window = min(reached.max, reached.window+1)
+		}
+	case d.destDown && len(d.unreachable) == 0:
+		// No attempt names an address: count it against the one the
+		// transaction was expected to reach.
 		cn.window = max(1, cn.window/2)
-	case d.connected:
-		cn.window = min(cn.max, cn.window+1)
 	}
 	if d.session != nil && !c.opts.NoReuseConnection && d.session.Usable() {
-		c.idle[d.job.dest] = append(c.idle[d.job.dest], &idleSession{sess: d.session, dest: d.job.dest, conn: cn, since: c.now})
+		c.idle[d.job.dest] = append(c.idle[d.job.dest], &idleSession{sess: d.session, dest: d.job.dest, conn: holder, since: c.now})
 		c.idleCount++
 		for c.idleCount > c.opts.OCCMaxEntries {
 			c.evictOldestIdle()
 		}
 	} else {
-		cn.open--
+		holder.open--
 		if d.session != nil {
 			c.exec.closeSession(d.session)
 		}
 	}
-	if cn.pending.Len() > 0 {
-		c.runnable[cn] = true
+	for _, x := range []*conn{cn, holder} {
+		if x.pending.Len() > 0 {
+			c.runnable[x] = true
+		}
 	}
 	c.dirty = true
 }
@@ -1184,7 +1289,11 @@ func (c *core) describeConns() string {
 	slices.Sort(keys)
 	for _, k := range keys {
 		cn := c.conns[k]
-		fmt.Fprintf(&b, "%s window=%d max=%d open=%d busy=%d waiting=%d\n", k, cn.window, cn.max, cn.open, cn.busy, cn.pending.Len())
+		fmt.Fprintf(&b, "%s window=%d max=%d open=%d busy=%d waiting=%d", k, cn.window, cn.max, cn.open, cn.busy, cn.pending.Len())
+		if cn.unreachable {
+			b.WriteString(" unreachable")
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }

@@ -288,9 +288,17 @@ func (h *harness) resolve(job *resolveJob) {
 			case route == "tempfail":
 				res.Failure = &resolver.Failure{Code: 451, Enhanced: "4.4.3", Text: "DNS lookup for " + domain + " failed"}
 			default:
+				// One MX host per address, in preference order.
 				res.Mailer = log.MailerESMTP
 				res.Destination = "esmtp:" + domain + ":25"
-				res.Hops = []resolver.Hop{{Host: "mx." + domain, Addrs: []netip.Addr{netip.MustParseAddr(route)}}}
+				ips := strings.Split(route, ",")
+				for i, ip := range ips {
+					host := "mx." + domain
+					if len(ips) > 1 {
+						host = fmt.Sprintf("mx%d.%s", i+1, domain)
+					}
+					res.Hops = append(res.Hops, resolver.Hop{Host: host, Preference: 10 * (i + 1), Addrs: []netip.Addr{netip.MustParseAddr(ip)}})
+				}
 			}
 			results = append(results, resolveResult{rcpt: r, result: res})
 		}
@@ -308,29 +316,47 @@ func (h *harness) deliver(job *deliveryJob) {
 	h.done = append(h.done, func() { h.runDelivery(job) })
 }
 
+// runDelivery plays the client: the route's addresses are tried in order
+// (a reused session skips that), a down server refuses the connection, and
+// the first server up takes the transaction.
 func (h *harness) runDelivery(job *deliveryJob) {
-	ip := job.route.Hops[0].Addrs[0]
-	h.connects[ip]++
-	srv := h.servers[ip]
-	if srv == nil {
-		srv = &server{}
-	}
 	env := &client.Envelope{Txn: job.msg.Txn, From: job.sender}
 	for _, r := range job.rcpts {
 		env.Rcpts = append(env.Rcpts, client.Recipient{Index: r.Rcpt, Addr: r.Addr, Notify: r.Notify})
 	}
-	h.log.Append(context.Background(), log.Event{Txn: job.msg.Txn, Rcpt: log.NoRcpt, Payload: &log.AttemptStarted{Rcpts: indexes(job.rcpts), Mailer: job.route.Mailer, IP: ip}})
+	first := job.route.Hops[0]
+	h.log.Append(context.Background(), log.Event{Txn: job.msg.Txn, Rcpt: log.NoRcpt, Payload: &log.AttemptStarted{Rcpts: indexes(job.rcpts), Mailer: job.route.Mailer, Host: first.Host, IP: first.Addrs[0]}})
 	done := deliveryDone{job: job}
+	var failed []client.Attempt
+	var ip, host string
+	var srv *server
+	for _, hop := range job.route.Hops {
+		for _, a := range hop.Addrs {
+			if srv != nil {
+				break
+			}
+			h.connects[a]++
+			s := h.servers[a]
+			if s == nil {
+				s = &server{}
+			}
+			if s.down {
+				failed = append(failed, client.Attempt{Host: hop.Host, IP: a, Port: 25, Stage: client.StageConnect,
+					Reply: client.Reply{Code: 451, Enhanced: "4.4.1", Lines: []string{"connect to " + a + ": connection refused"}, Local: true}})
+				done.unreachable = append(done.unreachable, a)
+				continue
+			}
+			ip, host, srv = a, hop.Host, s
+		}
+	}
 	var res *client.Result
-	if srv.down {
-		res = client.FailedResult(env, nil, &client.ConnectError{Attempts: []client.Attempt{{
-			Host: job.route.Hops[0].Host, IP: ip, Port: 25, Stage: client.StageConnect,
-			Reply: client.Reply{Code: 451, Enhanced: "4.4.1", Lines: []string{"connect to " + ip + ": connection refused"}, Local: true},
-		}}})
+	if srv == nil {
+		res = client.FailedResult(env, failed, &client.ConnectError{Attempts: failed})
 		done.destDown = true
 	} else {
 		done.connected = true
-		res = &client.Result{Host: job.route.Hops[0].Host, IP: ip, Port: 25, Stage: client.StageDone, DSN: srv.dsn,
+		done.sessionIP = ip
+		res = &client.Result{Attempts: failed, Host: host, IP: ip, Port: 25, Stage: client.StageDone, DSN: srv.dsn,
 			Reply: client.Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{"ok"}}}
 		for _, r := range env.Rcpts {
 			rep, ok := srv.rcpts[r.Addr]

@@ -296,3 +296,80 @@ func TestNewRequires(t *testing.T) {
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed)) }
+
+// fallbackResolver routes every domain to two MX hosts on loopback: the
+// first refuses connections (nothing listens on 127.0.0.2), the second is
+// the sink.
+type fallbackResolver struct{ port int }
+
+func (r fallbackResolver) Resolve(ctx context.Context, rcpt string) resolver.Result {
+	_, domain, _ := strings.Cut(rcpt, "@")
+	return resolver.Result{
+		Address: rcpt, Mailer: log.MailerESMTP, Port: r.port, Destination: "esmtp:" + domain + ":" + fmt.Sprint(r.port),
+		Hops: []resolver.Hop{
+			{Host: "mx1." + domain, Preference: 10, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.2")}},
+			{Host: "mx2." + domain, Preference: 20, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+		},
+	}
+}
+
+// TestRunCountsReachedIP runs the scheduler with the real client over a
+// route whose first address refuses connections: the slow start window
+// that grows is the one of the address the sessions reached, the first
+// address's window shrinks, and the reused sessions count against the
+// second address.
+func TestRunCountsReachedIP(t *testing.T) {
+	s := &sink{}
+	port := startSink(t, s)
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.2", fmt.Sprint(port)), time.Second); err == nil {
+		c.Close()
+		t.Skip("127.0.0.2 accepts connections on the sink's port here")
+	}
+	ml := newMemLog(clock.Real{})
+	content := newMemContent()
+	ids := atomic.Int32{}
+	sched, err := New(projections.New(), Options{
+		Hostname: "mx.smx.test", Log: ml, Feed: ml, Content: content,
+		Resolver: fallbackResolver{port: port},
+		Client:   client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
+		NewTxnID: func() (string, error) { return fmt.Sprintf("D%d", ids.Add(1)), nil },
+		InitialConnections: 4, MaxConnections: 8,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- sched.Run(ctx) }()
+
+	const n = 10
+	for i := 0; i < n; i++ {
+		body := fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", i, i)
+		ref := content.put(body)
+		_, err := ml.Append(ctx, log.Event{Txn: fmt.Sprintf("T%02d", i), Rcpt: log.NoRcpt, Payload: &log.TxnReceived{
+			Sender: "alice@a.test", Rcpts: []log.Recipient{{Addr: fmt.Sprintf("u%d@b.test", i)}},
+			Content: ref, ContentSize: int64(len(body)), ReceivedAt: time.Now(),
+		}})
+		require.NoError(t, err)
+	}
+	waitFor(t, ml, "deliveries", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == n })
+	states, err := sched.ConnStates(ctx)
+	require.NoError(t, err)
+	byKey := map[string]ConnState{}
+	for _, st := range states {
+		byKey[st.Key] = st
+	}
+	first, second := byKey["127.0.0.2"], byKey["127.0.0.1"]
+	require.True(t, first.Unreachable, "%+v", states)
+	require.Less(t, first.Window, 4, "%+v", states)
+	require.False(t, second.Unreachable, "%+v", states)
+	require.Greater(t, second.Window, 4, "the reached address's window did not grow: %+v", states)
+	require.Zero(t, first.Open, "%+v", states)
+	require.Positive(t, second.Open, "no idle session counted against the reached address: %+v", states)
+	for _, ev := range ml.since(0) {
+		if p, ok := ev.Payload.(*log.RcptDelivered); ok {
+			require.Equal(t, "127.0.0.1", p.IP)
+		}
+	}
+	cancel()
+	require.ErrorIs(t, <-runErr, context.Canceled)
+}

@@ -43,6 +43,9 @@ type ConnState struct {
 	// (ocm:), Open the sessions open (busy and idle), Busy those in a
 	// transaction, Waiting the delivery transactions queued for it.
 	Window, Max, Open, Busy, Waiting int
+	// Unreachable is true when the last connection to it failed: new
+	// transactions of routes with other addresses wait for the next one.
+	Unreachable bool
 }
 
 // ConnStates returns the connection state of every destination IP that
@@ -52,7 +55,7 @@ func (s *Scheduler) ConnStates(ctx context.Context) ([]ConnState, error) {
 	err := s.call(ctx, func(c *core) {
 		for _, k := range sortedKeys(c.conns) {
 			cn := c.conns[k]
-			out = append(out, ConnState{Key: k, Window: cn.window, Max: cn.max, Open: cn.open, Busy: cn.busy, Waiting: cn.pending.Len()})
+			out = append(out, ConnState{Key: k, Window: cn.window, Max: cn.max, Open: cn.open, Busy: cn.busy, Waiting: cn.pending.Len(), Unreachable: cn.unreachable})
 		}
 	})
 	return out, err

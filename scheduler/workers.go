@@ -91,6 +91,10 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 	sess := job.session
 	if sess != nil {
 		if err := sess.Reset(dctx); err != nil {
+			// Reset closed it; a new session takes its place.
+			s.sessMu.Lock()
+			delete(s.sessIDs, sess)
+			s.sessMu.Unlock()
 			sess = nil
 		}
 	}
@@ -106,8 +110,14 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 		}
 		newSession = err == nil
 	}
+	for _, a := range attempts {
+		if sess == nil || a.IP != sess.IP {
+			done.unreachable = append(done.unreachable, a.IP)
+		}
+	}
 	daSess := ""
 	if sess != nil {
+		done.sessionIP = sess.IP
 		daSess = s.sessionID(sess)
 		if newSession {
 			s.logSession(daSess, sess)
