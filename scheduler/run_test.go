@@ -330,9 +330,9 @@ func TestRunCountsReachedIP(t *testing.T) {
 	ids := atomic.Int32{}
 	sched, err := New(projections.New(), Options{
 		Hostname: "mx.smx.test", Log: ml, Feed: ml, Content: content,
-		Resolver: fallbackResolver{port: port},
-		Client:   client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
-		NewTxnID: func() (string, error) { return fmt.Sprintf("D%d", ids.Add(1)), nil },
+		Resolver:           fallbackResolver{port: port},
+		Client:             client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
+		NewTxnID:           func() (string, error) { return fmt.Sprintf("D%d", ids.Add(1)), nil },
 		InitialConnections: 4, MaxConnections: 8,
 	})
 	require.NoError(t, err)
