@@ -403,6 +403,35 @@ func (p *proc) waitLineFrom(t *testing.T, from int, re string) string {
 	}
 }
 
+// waitCount waits until n lines of smxd's stderr match re.
+func (p *proc) waitCount(t *testing.T, re string, n int) {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(wait)
+	seen, i := 0, 0
+	for {
+		p.mu.Lock()
+		lines, ch, eof := p.lines, p.changed, p.eof
+		p.mu.Unlock()
+		for ; i < len(lines); i++ {
+			if rx.MatchString(lines[i]) {
+				seen++
+			}
+		}
+		if seen >= n {
+			return
+		}
+		if eof {
+			t.Fatalf("smxd ended after %d of %d lines matching %q", seen, n, re)
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out with %d of %d lines matching %q", seen, n, re)
+		}
+	}
+}
+
 // count returns the number of lines so far that match re.
 func (p *proc) count(re string) int {
 	rx := regexp.MustCompile(re)
