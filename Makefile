@@ -6,11 +6,13 @@
 #   make bench   benchmarks of every package
 #   make fuzz    each fuzz target for FUZZTIME, one after another
 #   make install binaries to $(PREFIX), example configuration to
-#                $(SYSCONFDIR)/smx.conf unless one is there
+#                $(SYSCONFDIR)/smx.conf unless one is there, systemd unit
+#                to $(SYSTEMDDIR)/smxd.service (docs/install.md)
 
 GO         ?= go
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc/smx
+SYSTEMDDIR ?= /etc/systemd/system
 DESTDIR    ?=
 TESTFLAGS  ?=
 BENCHFLAGS ?=
@@ -62,6 +64,10 @@ install: build
 	else \
 		install -m 0644 cmd/smxd/smx.conf $(DESTDIR)$(SYSCONFDIR)/smx.conf; \
 	fi
+	install -d $(DESTDIR)$(SYSTEMDDIR)
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		cmd/smxd/smxd.service.in > $(DESTDIR)$(SYSTEMDDIR)/smxd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/smxd.service
 
 clean:
 	rm -rf bin

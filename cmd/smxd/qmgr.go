@@ -146,19 +146,28 @@ func (m *qmgr) Stop(ctx context.Context) error {
 	return nil
 }
 
-// snapshots writes a snapshot every snapshot_interval while the
-// scheduler runs.
+// archiveInterval is the time between passes that move the events of
+// messages finished longer than event_log archive_after ago into archive
+// segments.
+const archiveInterval = time.Hour
+
+// snapshots writes a snapshot every snapshot_interval while the scheduler
+// runs, and archives every archiveInterval.
 func (m *qmgr) snapshots() {
 	interval := m.d.config().QMGR.EventLog.SnapshotInterval
 	if interval <= 0 {
-		return
+		interval = 5 * time.Minute
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	archive := time.NewTicker(archiveInterval)
+	defer archive.Stop()
 	for {
 		select {
 		case <-m.done:
 			return
+		case <-archive.C:
+			m.archive()
 		case <-t.C:
 			var buf bytes.Buffer
 			seq, err := m.sched.Snapshot(m.ctx, &buf)
@@ -174,6 +183,27 @@ func (m *qmgr) snapshots() {
 			m.d.snapshotSeq.Store(seq)
 			m.d.logs.Logger("qmgr").Line(maillog.LevelInfo).Func("qmgr_snapshot").Uint("seq", seq).Int("bytes", int64(buf.Len())).Write()
 		}
+	}
+}
+
+// archive moves the events of finished messages out of the live log.
+func (m *qmgr) archive() {
+	if m.d.config().QMGR.EventLog.ArchiveAfter <= 0 {
+		return
+	}
+	start := time.Now()
+	stats, err := m.st.log.Archive(m.ctx, func(txn string) (time.Time, bool) { return m.sched.Finished(m.ctx, txn) })
+	ml := m.d.logs.Logger("qmgr")
+	if err != nil {
+		if m.ctx.Err() == nil {
+			ml.Line(maillog.LevelError).Func("eventlog_archive").Str("error", err.Error()).Write()
+		}
+		return
+	}
+	if stats.Archived > 0 {
+		ml.Line(maillog.LevelNotice).Func("eventlog_archive").Int("scanned", int64(stats.Scanned)).
+			Int("archived", int64(stats.Archived)).Int("segments", int64(len(stats.Segments))).
+			Str("duration", fmt.Sprintf("%.3f", time.Since(start).Seconds())).Write()
 	}
 }
 
