@@ -99,6 +99,10 @@ func (d *daemon) handleControl(ctx context.Context, peer control.Peer, req contr
 		logAction("reload")
 		return d.reload()
 	case control.CmdRestart:
+		if req.Component == "control" {
+			// Its stop would wait for this very request.
+			return nil, errors.New("the control socket cannot restart itself; restart smxd instead")
+		}
 		logAction("restart " + req.Component)
 		names, err := d.sup.Restart(ctx, req.Component)
 		if err != nil {

@@ -323,6 +323,9 @@ func (d *daemon) Reopen() error {
 // snapshot), closes the sockets and the logs. ctx bounds the grace period.
 func (d *daemon) Stop(ctx context.Context) error {
 	start := time.Now()
+	for _, b := range d.allListeners() {
+		b.final.Store(true)
+	}
 	d.sup.Stop(ctx)
 	d.closeSockets()
 	var errs []error

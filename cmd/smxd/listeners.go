@@ -30,6 +30,10 @@ type boundListener struct {
 	name  string // "MTA[127.0.0.1:25]"
 	ln    deadlineListener
 	conns *metrics.Counter // accepted connections; nil counts none
+	// final is set when smxd stops: closing a session then closes the
+	// socket itself, so that new clients are refused at once (and try
+	// another MX) instead of waiting in the backlog for the grace period.
+	final atomic.Bool
 }
 
 // session returns a listener for one Serve call: closing it stops that
@@ -66,9 +70,13 @@ func (l *listenerSession) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// Close stops Accept by moving the socket's deadline into the past.
+// Close stops Accept by moving the socket's deadline into the past, or,
+// when smxd stops, by closing the socket.
 func (l *listenerSession) Close() error {
 	if l.closed.CompareAndSwap(false, true) {
+		if l.b.final.Load() {
+			return l.b.ln.Close()
+		}
 		l.b.ln.SetDeadline(time.Now())
 	}
 	return nil

@@ -217,6 +217,68 @@ func TestSignalsAndRotation(t *testing.T) {
 	}
 }
 
+// TestGracefulStop: SIGTERM with a session in a transaction and a
+// delivery attempt in flight. New connections are refused at once; the
+// session finishes its transaction and gets its 250; the attempt finishes
+// with its outcome in the log; smxd writes a snapshot and exits 0. The
+// message received during the stop is delivered after the restart.
+func TestGracefulStop(t *testing.T) {
+	t.Parallel()
+	snk := newSink(t)
+	snk.setDelay(time.Second)
+	e := newEnv(t, envOptions{sinkPort: snk.port})
+	p := e.start(t)
+
+	inFlight := mustSend(t, e.addr(), "a@client.test", []string{"b@dest.test"}, "in-flight")
+	select {
+	case seq := <-snk.inData:
+		require.Equal(t, "in-flight", seq)
+	case <-time.After(wait):
+		t.Fatal("the delivery did not reach the sink")
+	}
+	open, err := gosmtp.Dial(e.addr())
+	require.NoError(t, err)
+	defer open.Close()
+	require.NoError(t, open.Hello("client.test"))
+	require.NoError(t, open.Mail("a@client.test", nil))
+	require.NoError(t, open.Rcpt("c@dest.test", nil))
+
+	p.signal(t, syscall.SIGTERM)
+	p.waitLine(t, `msg=stopping`)
+	p.waitLine(t, `msg="component stopped" component=supervisor component=metrics`)
+	_, err = gosmtp.Dial(e.addr())
+	require.Error(t, err, "a stopping smxd accepts no new connection")
+
+	w, err := open.Data()
+	require.NoError(t, err)
+	fmt.Fprintf(w, "Subject: during stop\r\nX-Seq: during-stop\r\n\r\nsent while smxd stops\r\n")
+	resp, err := w.CloseWithResponse()
+	require.NoError(t, err, "the open session finishes its transaction")
+	during := queuedAs.FindStringSubmatch(resp.StatusText)[1]
+	open.Quit()
+
+	require.NoError(t, p.wait(t), "exit status 0")
+	p.waitLine(t, `ss_ta=`+inFlight+`, where=final_dot, .*stat=0`)
+	p.waitLine(t, `func=qmgr_snapshot, seq=\d+, when=stop`)
+	require.Zero(t, p.count(`func=qmgr_stop`), "nothing was cut off")
+
+	snk.setDelay(0)
+	p = e.start(t)
+	line := p.waitLine(t, `func=qmgr_recovery`)
+	require.Contains(t, line, "events=0,", "the snapshot at stop covers the whole log")
+	require.Contains(t, line, "queued=1,")
+	p.waitLine(t, `ss_ta=`+during+`, where=final_dot, .*stat=0`)
+	msgs := snk.messages()
+	n := 0
+	for _, m := range msgs {
+		if m.header("X-Seq") == "in-flight" {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "the attempt in flight at the stop was not repeated")
+	p.stop(t)
+}
+
 // TestPrivileges: started as root with a user option, smxd binds its
 // port as root and runs as that user; the queue is the user's. Started as
 // root without one, it refuses unless told to.

@@ -105,6 +105,8 @@ type sink struct {
 	changed chan struct{}
 	rcpt    func(addr string) error
 	delay   time.Duration
+	// inData receives the X-Seq of each message when its delay starts.
+	inData chan string
 }
 
 // setDelay makes the sink take d over each message's DATA.
@@ -116,7 +118,7 @@ func (s *sink) setDelay(d time.Duration) {
 
 func newSink(t *testing.T) *sink {
 	t.Helper()
-	s := &sink{t: t, changed: make(chan struct{})}
+	s := &sink{t: t, changed: make(chan struct{}), inData: make(chan string, 1000)}
 	s.srv = gosmtp.NewServer(s)
 	s.srv.Domain = "sink.test"
 	s.srv.AllowInsecureAuth = true
@@ -178,6 +180,10 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	delay := ss.s.delay
 	ss.s.mu.Unlock()
 	if delay > 0 {
+		select {
+		case ss.s.inData <- (sinkMsg{Data: b}).header("X-Seq"):
+		default:
+		}
 		time.Sleep(delay) // a slow next hop, not a wait for something
 	}
 	ss.s.mu.Lock()
