@@ -2,12 +2,10 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
 	"github.com/smx-mta/smx/log"
-	"github.com/smx-mta/smx/projections"
 )
 
 // Snapshot writes the scheduler's projection in the snapshot format
@@ -65,23 +63,5 @@ func (s *Scheduler) ConnStates(ctx context.Context) ([]ConnState, error) {
 // run, "sendmail -q"), like FlushDomain for all domains. It returns how
 // many it requeued.
 func (s *Scheduler) FlushAll(ctx context.Context, who log.Operator) (int, error) {
-	var events []log.Event
-	if err := s.call(ctx, func(c *core) {
-		for _, m := range c.q.Messages() {
-			for _, r := range c.q.Recipients(m.Txn) {
-				if r.State == projections.StateDeferred {
-					events = append(events, log.Event{Txn: r.Txn, Rcpt: r.Rcpt, Payload: &log.Requeue{Operator: who}})
-				}
-			}
-		}
-	}); err != nil {
-		return 0, err
-	}
-	if len(events) == 0 {
-		return 0, nil
-	}
-	if _, err := s.opts.Log.Append(ctx, events...); err != nil {
-		return 0, fmt.Errorf("scheduler: flush: %w", err)
-	}
-	return len(events), nil
+	return s.flush(ctx, who, func(string) bool { return true })
 }
