@@ -36,6 +36,9 @@ func (s *Store) compactLoop() {
 // keeps, for every moved body, where it is now. Compact runs in the
 // background every CompactInterval; it is exported for tests and tools.
 func (s *Store) Compact(ctx context.Context) error {
+	if s.readOnly {
+		return fmt.Errorf("cdb: compact %s: %w", s.dir, ErrReadOnly)
+	}
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 	for {

@@ -33,6 +33,10 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(roChildDirEnv); dir != "" {
+		roChild(dir)
+		os.Exit(0)
+	}
 	if dir := os.Getenv(crashDirEnv); dir != "" {
 		seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
 		crashChild(dir, seed)

@@ -13,6 +13,7 @@
 // The package owns the files in the CDB directory and nothing else. It never
 // reads the event log or the configuration file and never decides when a
 // body is no longer needed: the projections decide that, and the daemon
-// calls Release when a ContentReleased event is durable. docs/content.md
-// describes the on-disk format byte by byte.
+// calls Release when a ContentReleased event is durable. Tools that read
+// while the daemon runs use OpenReadOnly, which takes no lock and writes
+// nothing. docs/content.md describes the on-disk format byte by byte.
 package content

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -23,27 +24,58 @@ type pinned struct {
 
 // pin finds the record of k, holds its segment, and reads and checks its
 // header against the reference. The caller must call unpin unless pin
-// returns an error.
+// returns an error. A read-only store whose view of the directory may be
+// older than the record reads the directory again and looks once more.
 func (s *Store) pin(k key, check uint32) (pinned, error) {
+	p, gen, unseen, err := s.pinOnce(k, check)
+	if err != nil && unseen && s.readOnly {
+		if rerr := s.refreshSince(gen); rerr != nil {
+			return pinned{}, fmt.Errorf("%w (and reading the store again failed: %v)", err, rerr)
+		}
+		p, _, _, err = s.pinOnce(k, check)
+	}
+	return p, err
+}
+
+// pinOnce is pin on the current view. For a read-only store it also
+// returns the view's generation and whether a failure could be the view's
+// age (see mayBeUnseen).
+func (s *Store) pinOnce(k key, check uint32) (p pinned, gen uint64, unseen bool, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return pinned{}, ErrClosed
+		return pinned{}, 0, false, ErrClosed
 	}
+	gen = s.ro.gen
 	loc, g := s.resolveLocked(k)
 	if g == nil {
+		unseen = s.readOnly && s.mayBeUnseen(k, nil, loc)
 		s.mu.Unlock()
-		return pinned{}, errGone
+		return pinned{}, gen, unseen, errGone
 	}
 	if _, gone := g.released[loc.off]; gone {
 		s.mu.Unlock()
-		return pinned{}, errGone
+		return pinned{}, gen, false, errGone
+	}
+	if s.readOnly && s.mayBeUnseen(k, g, loc) {
+		// Beyond the records the view checked: the writer may be in the
+		// middle of writing it.
+		s.mu.Unlock()
+		return pinned{}, gen, true, fmt.Errorf("segment %016x has no record at offset %d yet: %w", g.id, loc.off, ErrNotFound)
 	}
 	f, err := s.acquireLocked(g)
 	s.mu.Unlock()
 	if err != nil {
-		return pinned{}, err
+		// A segment deleted since a read-only view was read.
+		return pinned{}, gen, s.readOnly && errors.Is(err, fs.ErrNotExist), err
 	}
+	p, err = s.readPinned(g, f, loc, k, check)
+	return p, gen, false, err
+}
+
+// readPinned reads and checks the header of the record of k at loc in g,
+// which the caller acquired as f.
+func (s *Store) readPinned(g *segment, f *os.File, loc location, k key, check uint32) (pinned, error) {
 	p := pinned{g: g, f: f, loc: loc}
 	hb := make([]byte, recordHeaderSize)
 	if _, err := f.ReadAt(hb, loc.off); err != nil {
@@ -181,6 +213,9 @@ func (s *Store) Exists(ref string) bool {
 // ContentReleased event is durable, and a mark lost in a crash only delays
 // reclaiming the space until ReleaseOrphans at the next start-up.
 func (s *Store) Release(ref string) error {
+	if s.readOnly {
+		return fmt.Errorf("cdb: release %s: %w", ref, ErrReadOnly)
+	}
 	k, check, err := parseRef(ref)
 	if err != nil {
 		return err

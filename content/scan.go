@@ -26,7 +26,15 @@ type Body struct {
 // returns. Scan reads record headers and envelopes, not bodies. Bodies
 // committed, released or moved while Scan runs may or may not be reported,
 // but none is reported twice.
+//
+// A read-only store (OpenReadOnly) reads the directory again first, so that
+// Scan lists the bodies as the store holds them when it is called.
 func (s *Store) Scan(ctx context.Context, fn func(Body) error) error {
+	if s.readOnly {
+		if err := s.Refresh(); err != nil {
+			return err
+		}
+	}
 	return s.walk(ctx, func(f *os.File, seg uint64, e footerEntry) error {
 		return fn(readBodyInfo(f, seg, e))
 	})
@@ -42,6 +50,9 @@ func (s *Store) Scan(ctx context.Context, fn func(Body) error) error {
 // a body whose TxnReceived is still being appended is safe. It reads only
 // segment indexes, not records.
 func (s *Store) ReleaseOrphans(ctx context.Context, referenced func(ref string) bool) (int, error) {
+	if s.readOnly {
+		return 0, fmt.Errorf("cdb: release orphans: %w", ErrReadOnly)
+	}
 	var orphans []string
 	err := s.walk(ctx, func(_ *os.File, _ uint64, e footerEntry) error {
 		if e.stamp < s.openedAt && !referenced(e.ref()) {

@@ -22,6 +22,10 @@ type Store struct {
 	log  *slog.Logger
 	lock *os.File
 
+	// readOnly is set by OpenReadOnly: see readonly.go.
+	readOnly bool
+	ro       roView
+
 	mu        sync.Mutex
 	closed    bool
 	err       error // sticky: after a failed data sync nothing is acknowledged
@@ -111,6 +115,9 @@ func (s *Store) Dir() string { return s.dir }
 // receiving bodies, and releases the directory. Writers that commit after
 // Close get ErrClosed.
 func (s *Store) Close() error {
+	if s.readOnly {
+		return s.closeReadOnly()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -221,7 +228,7 @@ func (s *Store) load() error {
 			return err
 		}
 	}
-	if err := s.resolveCopies(segIDs, compacted); err != nil {
+	if err := resolveCopies(s.segments, s.relocated, segIDs, compacted, s.appendReleaseLocked); err != nil {
 		return err
 	}
 	for _, id := range segIDs {
@@ -314,22 +321,7 @@ func (s *Store) loadReleases(g *segment) error {
 	if err != nil {
 		return err
 	}
-	n := 0
-	for ; n+relEntrySize <= len(b); n += relEntrySize {
-		e, ok := decodeRelEntry(b[n:])
-		if !ok {
-			break
-		}
-		if e.off+e.length <= fileHeaderSize+g.dataBytes {
-			g.markReleased(e.off, e.length)
-			if e.superseded {
-				if g.superseded == nil {
-					g.superseded = make(map[int64]bool)
-				}
-				g.superseded[e.off] = true
-			}
-		}
-	}
+	n := applyReleaseMarks(g, b)
 	if n < len(b) {
 		s.log.Info("cutting torn release marks", "file", path, "valid_bytes", n, "size", len(b))
 		if err := os.Truncate(path, int64(n)); err != nil {
@@ -353,7 +345,12 @@ func (s *Store) loadReleases(g *segment) error {
 // (a Release that hit the old copy while compaction was copying it), the
 // body is released. Superseded marks are kept apart from release marks:
 // a superseded old copy says nothing about the body.
-func (s *Store) resolveCopies(segIDs []uint64, compacted map[uint64][]footerEntry) error {
+//
+// It works on segments and relocated, the store's or a read-only view's
+// (OpenReadOnly); mark writes a mark to disk, and is nil for a view, which
+// writes nothing and keeps the marks in memory only.
+func resolveCopies(segments map[uint64]*segment, relocated map[key]location, segIDs []uint64,
+	compacted map[uint64][]footerEntry, mark func(*segment, relEntry) error) error {
 	type copyOf struct {
 		g      *segment
 		off    int64
@@ -361,13 +358,13 @@ func (s *Store) resolveCopies(segIDs []uint64, compacted map[uint64][]footerEntr
 	}
 	copies := make(map[key][]copyOf)
 	for _, id := range segIDs { // ascending: older copies first
-		g := s.segments[id]
+		g := segments[id]
 		if g == nil || g.kind != kindCompacted {
 			continue
 		}
 		for _, e := range compacted[id] {
 			if len(copies[e.key]) == 0 {
-				if orig := s.segments[e.key.seg]; orig != nil && orig.kind == kindReceived && e.key.seg < id {
+				if orig := segments[e.key.seg]; orig != nil && orig.kind == kindReceived && e.key.seg < id {
 					copies[e.key] = append(copies[e.key], copyOf{orig, e.key.off, e.length})
 				}
 			}
@@ -389,14 +386,16 @@ func (s *Store) resolveCopies(segIDs []uint64, compacted map[uint64][]footerEntr
 			if _, ok := c.g.released[c.off]; ok {
 				continue
 			}
-			mark := relEntry{off: c.off, length: c.length, superseded: i < len(list)-1 && !released}
-			if err := s.appendReleaseLocked(c.g, mark); err != nil {
-				return err
+			e := relEntry{off: c.off, length: c.length, superseded: i < len(list)-1 && !released}
+			if mark != nil {
+				if err := mark(c.g, e); err != nil {
+					return err
+				}
 			}
 			c.g.markReleased(c.off, c.length)
 		}
 		if !released && newest.g.kind == kindCompacted {
-			s.relocated[k] = location{seg: newest.g.id, off: newest.off}
+			relocated[k] = location{seg: newest.g.id, off: newest.off}
 		}
 	}
 	return nil
@@ -479,6 +478,14 @@ func (s *Store) deleteSegmentLocked(g *segment) {
 // then its release marks, so that a crash in between leaves only a
 // release file without a segment, which Open removes.
 func (s *Store) unlinkLocked(g *segment) {
+	if s.readOnly {
+		// A read-only view only lets go of the segment it replaced.
+		if g.file != nil {
+			g.file.Close()
+			g.file = nil
+		}
+		return
+	}
 	if err := os.Remove(s.segmentPath(g.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Error("removing released segment", "segment", fmt.Sprintf("%016x", g.id), "err", err)
 		return

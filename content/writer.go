@@ -37,6 +37,9 @@ func (s *Store) Create(ctx context.Context, env Envelope) (*Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cdb: create %s: %w", env.Txn, err)
 	}
+	if s.readOnly {
+		return nil, fmt.Errorf("cdb: create %s: %w", env.Txn, ErrReadOnly)
+	}
 	s.mu.Lock()
 	closed, serr := s.closed, s.err
 	s.mu.Unlock()
