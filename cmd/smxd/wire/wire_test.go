@@ -1,0 +1,141 @@
+package wire
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/smx-mta/smx/cmd/smxd/conf"
+	"github.com/smx-mta/smx/scheduler"
+	"github.com/smx-mta/smx/smtp/policy"
+	"github.com/smx-mta/smx/smtp/server"
+)
+
+func load(t *testing.T, dir, src string) *conf.Config {
+	t.Helper()
+	env := conf.Env{Hostname: func() (string, error) { return "mx.test", nil }, Getwd: func() (string, error) { return dir, nil }}
+	c, err := conf.LoadSource(filepath.Join(dir, "smx.conf"), []byte(src), dir, env)
+	require.NoError(t, err)
+	return c
+}
+
+func TestReadQMGRConf(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "qmgr.conf")
+	require.NoError(t, os.WriteFile(f, []byte("oci:10.1 4\nocm:10.1 20\nocm: 50\nicr:192.0.2 50\nicm:192.0.2.7 5\nsmtpc_session_conf:x y\n"), 0o644))
+	qc, err := ReadQMGRConf(f)
+	require.NoError(t, err)
+	require.Equal(t, []scheduler.ConnLimit{{Key: "", Max: 50}, {Key: "10.1", Initial: 4, Max: 20}}, qc.Outgoing)
+	require.Equal(t, []server.ConnOverride{
+		{Net: netip.MustParsePrefix("192.0.2.0/24"), Rate: 50},
+		{Net: netip.MustParsePrefix("192.0.2.7/32"), Max: 5},
+	}, qc.Incoming)
+
+	require.NoError(t, os.WriteFile(f, []byte("oci:10.1 many\n"), 0o644))
+	_, err = ReadQMGRConf(f)
+	require.EqualError(t, err, f+`: oci:10.1: expected a number of connections, found "many"`)
+	require.NoError(t, os.WriteFile(f, []byte("icm:10.1.2.3.4 5\n"), 0o644))
+	_, err = ReadQMGRConf(f)
+	require.ErrorContains(t, err, "neither an IP address nor an IPv4 net")
+
+	qc, err = ReadQMGRConf("")
+	require.NoError(t, err)
+	require.Empty(t, qc.Outgoing)
+}
+
+// The embedded default names map files a fresh checkout does not have:
+// they are left out with a note. A file the configuration names must
+// exist.
+func TestMapSpecsDefaultFiles(t *testing.T) {
+	dir := t.TempDir()
+	c := load(t, dir, "queue_directory = spool; smtps MTA { listen_socket { port = 2525; } flags = { access }; }")
+	specs, notes, err := MapSpecs(c, true)
+	require.NoError(t, err)
+	require.Empty(t, specs)
+	require.Len(t, notes, 3)
+	require.Contains(t, notes[0], "mailertable: default file "+filepath.Join(dir, "mt")+" does not exist")
+	s, err := OpenSMAR(c)
+	require.NoError(t, err)
+	require.Nil(t, s.Access)
+	res := s.Resolver.Resolve(context.Background(), "u@[127.0.0.1]")
+	require.Nil(t, res.Failure, "an address literal routes without maps or DNS")
+	s.Close()
+
+	c = load(t, dir, "queue_directory = spool; smar { mailertable { file = routes; } } smtps MTA { listen_socket { port = 2525; } }")
+	_, err = OpenSMAR(c)
+	require.ErrorContains(t, err, filepath.Join(dir, "routes"))
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes"), []byte(". esmtp:[127.0.0.1]\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "access"), []byte("to:@closed.test reject\n"), 0o644))
+	c = load(t, dir, `queue_directory = spool; smar { mailertable { file = routes; } access_map { file = access; } }
+smtps MTA { listen_socket { port = 2525; } flags = { access }; relay_clients = { 10.0.0.0/8 }; }
+smtps MSA { listen_socket { port = 2587; } }`)
+	s, err = OpenSMAR(c)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NotNil(t, s.Access)
+	require.ElementsMatch(t, []string{filepath.Join(dir, "routes"), filepath.Join(dir, "access")}, s.Files)
+	res = s.Resolver.Resolve(context.Background(), "u@anywhere.test")
+	require.Nil(t, res.Failure)
+	require.Equal(t, "esmtp:[127.0.0.1]:25", res.Destination)
+
+	// The MTA checks the access map and relays for 10/8; the MSA does
+	// neither.
+	ctx := context.Background()
+	mta, err := s.NewChecker(c, &c.SMTPS[0])
+	require.NoError(t, err)
+	sess, d := mta.Connect(ctx, policy.ClientInfo{Addr: netip.MustParseAddr("10.1.2.3")})
+	require.Equal(t, policy.Accept, d.Action)
+	mta.Mail(ctx, sess, "a@b.test")
+	require.Equal(t, policy.Reject, mta.Rcpt(ctx, sess, "x@closed.test").Action)
+	require.Equal(t, policy.Accept, mta.Rcpt(ctx, sess, "x@open.test").Action)
+	msa, err := s.NewChecker(c, &c.SMTPS[1])
+	require.NoError(t, err)
+	sess, _ = msa.Connect(ctx, policy.ClientInfo{Addr: netip.MustParseAddr("10.1.2.3")})
+	msa.Mail(ctx, sess, "a@b.test")
+	require.Equal(t, policy.Reject, msa.Rcpt(ctx, sess, "x@open.test").Action, "no relaying without relay_clients")
+}
+
+func TestOptionsFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	c := load(t, dir, `queue_directory = spool;
+qmgr { AQ_max_entries = 1000; retry_min_delay = 1m; retry_max_delay = 2h; IQDB { max_cache_entries = 500; }
+       DSN_handling { merge_delay_max = 0; } smtpc { initial_connections = 3; max_connections = 7; } flags = { -reuse_connection }; }
+smtps MTA { listen_socket { port = 2525; } max_message_size = 1MB; max_line_length = 2KB; io_timeout = 90s; flags = { soft_bounce, -starttls }; }
+smtpc { connect_only_to = 127.0.0.1; remote_port = 2526; io_timeout = 1m; flags = { -starttls }; }`)
+	so := SchedulerOptions(c, QMGRConf{})
+	require.Equal(t, 1000, so.AQMaxEntries)
+	require.Equal(t, 500, so.IQDBMaxEntries)
+	require.Equal(t, time.Minute, so.RetryMinDelay)
+	require.Equal(t, 2*time.Hour, so.RetryMaxDelay)
+	require.Equal(t, time.Nanosecond, so.MergeDelayMax, "merge_delay_max = 0 means no wait, not the scheduler's default")
+	require.Equal(t, 3, so.InitialConnections)
+	require.Equal(t, 7, so.MaxConnections)
+	require.True(t, so.NoReuseConnection)
+	require.Equal(t, "mx.test", so.Hostname)
+
+	sv, err := ServerOptions(c, &c.SMTPS[0])
+	require.NoError(t, err)
+	require.Equal(t, "MTA", sv.Name)
+	require.Equal(t, int64(1<<20), sv.MaxMessageSize)
+	require.Equal(t, 2048, sv.MaxLineLength)
+	require.Equal(t, 90*time.Second, sv.IOTimeout)
+	require.True(t, sv.SoftBounce)
+	require.Nil(t, sv.TLS)
+
+	co, err := ClientOptions(c)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", co.ConnectOnlyTo)
+	require.Equal(t, 2526, co.RemotePort)
+	require.True(t, co.DisableSTARTTLS)
+	require.Equal(t, "mx.test", co.HeloName)
+
+	lo := LogOptions(c)
+	require.Equal(t, time.Millisecond, lo.MaxCommitDelay)
+	require.Equal(t, filepath.Join(dir, "spool", "cdb"), CDBDirectory(c))
+}
