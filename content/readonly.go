@@ -78,7 +78,7 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {
-		return nil, fmt.Errorf("cdb: open %s read-only: %w", abs, err)
+		return nil, fmt.Errorf("cdb: open read-only: %w", err)
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("cdb: open %s read-only: not a directory", abs)
