@@ -116,6 +116,9 @@ type resolveJob struct {
 	rcpts      []projections.Recipient
 	// next is the first free recipient index for expansions.
 	next int32
+	// end is set by the worker before it reports: the first index its
+	// expansions left free (next when there were none).
+	end int32
 }
 
 // deliveryJob is one transaction for a delivery agent.
@@ -213,6 +216,11 @@ type core struct {
 	resolveWait    []*resolveJob            // jobs waiting for a free resolver, in order
 	resolveBlocked map[string][]*resolveJob // jobs waiting for their message's job to end
 	resolvers      int
+	// reserved holds, per message, the first recipient index that
+	// expansions and redirects appended but not yet applied may use: a
+	// worker reports before its events come back through the feed, and
+	// the next job must not hand out the same indexes again.
+	reserved map[string]int32
 
 	destReason map[string]string // last reason a destination was marked down
 
@@ -251,7 +259,7 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 			fuzz: opts.RetryFuzz, rand: opts.Rand},
 		aq: map[key]*entry{}, groups: map[groupKey]*group{}, conns: map[string]*conn{},
 		runnable: map[*conn]bool{}, idle: map[string][]*idleSession{},
-		resolving: map[string]int{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
+		resolving: map[string]int{}, reserved: map[string]int32{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
 		dsnPending: map[string]time.Time{}, dsnInProgress: map[string]bool{},
 		releasing: map[string]bool{}, delayWarn: map[string]*delayWarning{},
 	}, nil
@@ -338,6 +346,7 @@ func (c *core) apply(ev log.Event) {
 		c.dirty = true
 	case *log.ContentReleased:
 		delete(c.releasing, ev.Txn)
+		delete(c.reserved, ev.Txn)
 	case *log.Requeue, *log.Release:
 		// The projection made the recipients due (and forgot the host
 		// status of their destinations).
@@ -733,13 +742,30 @@ func (c *core) admit(taken []projections.Recipient, fromDeferred []bool) {
 	c.resolveWait = append(c.resolveWait, order...)
 }
 
-// nextIndex returns the first recipient index of txn no recipient uses.
+// nextIndex returns the first recipient index of txn that no recipient
+// uses and no expansion or redirect on its way to the log has taken.
 func (c *core) nextIndex(txn string) int32 {
 	next := int32(0)
 	for _, r := range c.q.Recipients(txn) {
 		next = max(next, r.Rcpt+1)
 	}
+	if reserved, ok := c.reserved[txn]; ok {
+		if reserved <= next {
+			// The projection has caught up.
+			delete(c.reserved, txn)
+		} else {
+			next = reserved
+		}
+	}
 	return next
+}
+
+// reserve records that indexes of txn below end are taken by events not
+// applied yet.
+func (c *core) reserve(txn string, end int32) {
+	if end > c.reserved[txn] {
+		c.reserved[txn] = end
+	}
 }
 
 // lastReason returns the reason of the recipient's last deferral.
@@ -792,6 +818,7 @@ func (c *core) startResolves() {
 
 // resolveDone is told when a resolve job has appended its events.
 func (c *core) resolveDone(job *resolveJob) {
+	c.reserve(job.txn, job.end)
 	c.resolvers--
 	if c.resolving[job.txn]--; c.resolving[job.txn] <= 0 {
 		delete(c.resolving, job.txn)

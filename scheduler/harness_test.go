@@ -169,24 +169,28 @@ type server struct {
 // deliveries are answered at once (or held, to test concurrency), so a
 // story runs deterministically on the fake clock.
 type harness struct {
-	t        *testing.T
-	clk      *clock.Fake
-	log      *memLog
-	content  *memContent
-	opts     Options
-	core     *core
-	shell    *Scheduler
-	routes   map[string]string // domain -> IP, "fail" or "tempfail"
-	aliases  map[string][]string
-	servers  map[string]*server
-	hold     bool
-	held     []*deliveryJob
-	after    func()
-	done     []func()
-	applied  uint64
-	printed  uint64
-	ids      int
-	connects map[string]int // delivery attempts per IP
+	t       *testing.T
+	clk     *clock.Fake
+	log     *memLog
+	content *memContent
+	opts    Options
+	core    *core
+	shell   *Scheduler
+	routes  map[string]string // domain -> IP, "fail" or "tempfail"
+	aliases map[string][]string
+	servers map[string]*server
+	hold    bool
+	held    []*deliveryJob
+	// holdResolves keeps resolutions until the story finishes them
+	// (resolved), as hold keeps deliveries.
+	holdResolves bool
+	heldResolves []*resolveJob
+	after        func()
+	done         []func()
+	applied      uint64
+	printed      uint64
+	ids          int
+	connects     map[string]int // delivery attempts per IP
 	// dsnFailures is how many DSN builds are still to fail (the content
 	// store refusing them).
 	dsnFailures int
@@ -246,6 +250,8 @@ func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 			h.opts.SchedulerTimeout = dur()
 		case "hold-deliveries":
 			h.hold = true
+		case "hold-resolutions":
+			h.holdResolves = true
 		case "oci":
 			h.opts.ConnLimits = append(h.opts.ConnLimits, ConnLimit{Key: a.Vals[0], Initial: atoi(a.Vals[1])})
 		case "ocm":
@@ -275,7 +281,17 @@ func (h *harness) appendEvents(events []log.Event) {
 }
 
 func (h *harness) resolve(job *resolveJob) {
-	h.done = append(h.done, func() {
+	if h.holdResolves {
+		h.heldResolves = append(h.heldResolves, job)
+		return
+	}
+	h.done = append(h.done, func() { h.runResolve(job) })
+}
+
+// runResolve answers a resolution from the script, appends its events and
+// reports the job done, as a worker does.
+func (h *harness) runResolve(job *resolveJob) {
+	{
 		var results []resolveResult
 		for _, r := range job.rcpts {
 			_, domain, _ := strings.Cut(r.Addr, "@")
@@ -305,7 +321,7 @@ func (h *harness) resolve(job *resolveJob) {
 		tr, _ := h.shell.txnReceived(job.seq)
 		h.log.Append(context.Background(), resolveEvents(job, tr, results, h.clk.Now(), h.core.retry)...)
 		h.core.resolveDone(job)
-	})
+	}
 }
 
 func (h *harness) deliver(job *deliveryJob) {
@@ -717,6 +733,28 @@ func TestStories(t *testing.T) {
 				// dsn-fail N: the next N DSN builds fail.
 				h.dsnFailures = atoi(d.CmdArgs[0].Key)
 				return ""
+			case "resolved":
+				// resolved [N] [lag]: finish N held resolutions (all),
+				// oldest first. With lag the scheduler takes a step after
+				// the workers' reports and before their events come back
+				// through the feed, as the live loop may.
+				n := len(h.heldResolves)
+				for _, a := range d.CmdArgs {
+					if a.Key != "lag" {
+						n = min(n, atoi(a.Key))
+					}
+				}
+				jobs := h.heldResolves[:n]
+				h.heldResolves = append([]*resolveJob(nil), h.heldResolves[n:]...)
+				for _, j := range jobs {
+					h.runResolve(j)
+				}
+				if d.HasArg("lag") {
+					h.core.now = h.clk.Now()
+					h.core.step(h.clk.Now())
+				}
+				h.pump()
+				return h.printNew(false)
 			case "inflight":
 				return fmt.Sprintf("%d\n", len(h.held))
 			case "crash":

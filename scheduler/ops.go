@@ -69,6 +69,9 @@ func (s *Scheduler) Redirect(ctx context.Context, txn string, rcpt int32, newAdd
 	if err := s.call(ctx, func(c *core) {
 		_, known = c.q.Recipient(txn, rcpt)
 		next = c.nextIndex(txn)
+		if known {
+			c.reserve(txn, next+1)
+		}
 	}); err != nil {
 		return err
 	}

@@ -113,6 +113,7 @@ func resolveEvents(job *resolveJob, tr *log.TxnReceived, results []resolveResult
 		}
 		events = append(events, log.Event{Txn: r.Txn, Rcpt: r.Rcpt, Time: now, Payload: p})
 	}
+	job.end = next
 	return events
 }
 
