@@ -276,7 +276,7 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 //     deferral and the warning's DelayNotified.
 //
 // It reads the log (Get) only for the few recipients that may be owed
-// something.
+// something and whose next try does not tell.
 func (c *core) start(now time.Time) {
 	c.now = now
 	for _, m := range c.q.Messages() {
@@ -292,16 +292,32 @@ func (c *core) start(now time.Time) {
 				if t := c.eventTimeOf(r.LastSeq, now); since.IsZero() || t.Before(since) {
 					since = t
 				}
-			case mayWarn && c.owesDelayWarning(m, r, now):
-				if c.owesDelayWarning(m, r, c.eventTimeOf(r.LastSeq, now)) {
-					c.warn(m.Txn, r.Rcpt, now)
-				}
+			case mayWarn && c.owesDelayWarning(m, r, now) && c.deferredLateEnough(m, r):
+				c.warn(m.Txn, r.Rcpt, now)
 			}
 		}
 		if owesDSN {
 			c.dsnPending[m.Txn] = since.Add(c.opts.MergeDelayMax)
 		}
 	}
+}
+
+// deferredLateEnough reports whether the last deferral of r, a deferred
+// recipient of m, came at or after queue_delay_timeout, which is when a
+// live scheduler would have warned. The deferral lies between its next try
+// minus retry_max_delay (no deferral is for longer) and its next try, so
+// the log is read only for the recipients whose next try falls within
+// retry_max_delay after the threshold: a restart after a long stop does
+// not read the deferral of every old recipient in DEFEDB.
+func (c *core) deferredLateEnough(m projections.Message, r projections.Recipient) bool {
+	threshold := m.ReceivedAt.Add(c.opts.QueueDelayTimeout)
+	switch {
+	case r.Due.Before(threshold):
+		return false
+	case !r.Due.Add(-c.opts.RetryMaxDelay).Before(threshold):
+		return true
+	}
+	return !c.eventTimeOf(r.LastSeq, threshold).Before(threshold)
 }
 
 // eventTimeOf returns the time of event seq, or fallback when it cannot be
