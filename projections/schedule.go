@@ -165,6 +165,30 @@ func (q *Queue) Recipient(txn string, idx int32) (Recipient, bool) {
 	return q.rcptView(slot, idx), true
 }
 
+// Scan calls fn for every message in the queue with its recipients
+// (terminal ones included, in index order), in no particular order, until
+// fn returns false. It builds no list: rcpts is reused from one call to
+// the next and fn must not keep it. It is for passes over the whole queue
+// that look at most messages and keep few, such as the scheduler's look
+// at what a restart left undone.
+func (q *Queue) Scan(fn func(m Message, rcpts []Recipient) bool) {
+	var rcpts []Recipient
+	stop := false
+	q.store.slots(func(slot uint32) {
+		if stop {
+			return
+		}
+		m := q.store.at(slot)
+		rcpts = rcpts[:0]
+		for i := range m.rcpts {
+			if m.rcpts[i].state != StateNone {
+				rcpts = append(rcpts, q.rcptView(slot, int32(i)))
+			}
+		}
+		stop = !fn(q.messageView(slot), rcpts)
+	})
+}
+
 // Messages returns every message in the queue in the order received.
 func (q *Queue) Messages() []Message {
 	slots := q.slotsBySeq()

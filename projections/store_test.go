@@ -50,3 +50,30 @@ func TestMessageStore(t *testing.T) {
 		}
 	}
 }
+
+// TestScanMatchesMessages checks that Scan visits what Messages and
+// Recipients list, each message once, and stops when asked.
+func TestScanMatchesMessages(t *testing.T) {
+	q := New()
+	applyAll(q, genStream(7, 2000))
+	want := map[string]string{}
+	for _, m := range q.Messages() {
+		want[m.Txn] = fmt.Sprint(m, q.Recipients(m.Txn))
+	}
+	got := map[string]string{}
+	q.Scan(func(m Message, rcpts []Recipient) bool {
+		if _, dup := got[m.Txn]; dup {
+			t.Fatalf("%s visited twice", m.Txn)
+		}
+		got[m.Txn] = fmt.Sprint(m, rcpts)
+		return true
+	})
+	if len(want) < 10 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Scan saw %d messages, Messages lists %d, or they differ", len(got), len(want))
+	}
+	n := 0
+	q.Scan(func(Message, []Recipient) bool { n++; return n < 3 })
+	if n != 3 {
+		t.Fatalf("Scan went on after fn returned false: %d calls", n)
+	}
+}

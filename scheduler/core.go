@@ -279,14 +279,14 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 // something and whose next try does not tell.
 func (c *core) start(now time.Time) {
 	c.now = now
-	for _, m := range c.q.Messages() {
+	c.q.Scan(func(m projections.Message, rcpts []projections.Recipient) bool {
 		owesDSN := m.DSNOwed > 0
 		mayWarn := m.Live > 0 && m.DSNOf == "" && now.Sub(m.ReceivedAt) >= c.opts.QueueDelayTimeout
 		if !owesDSN && !mayWarn {
-			continue
+			return true
 		}
 		var since time.Time
-		for _, r := range c.q.Recipients(m.Txn) {
+		for _, r := range rcpts {
 			switch {
 			case r.DSNOwed:
 				if t := c.eventTimeOf(r.LastSeq, now); since.IsZero() || t.Before(since) {
@@ -299,7 +299,8 @@ func (c *core) start(now time.Time) {
 		if owesDSN {
 			c.dsnPending[m.Txn] = since.Add(c.opts.MergeDelayMax)
 		}
-	}
+		return true
+	})
 }
 
 // deferredLateEnough reports whether the last deferral of r, a deferred
