@@ -381,6 +381,7 @@ func (q *Queue) applyDeferred(e log.Event, p *log.RcptDeferred, as *anomalies) {
 	q.attach(slot, e.Rcpt)
 	if dest != 0 && !p.HostDownUntil.IsZero() {
 		q.dests[dest].downUntil = p.HostDownUntil.UnixNano()
+		q.dests[dest].downSeq = e.Seq
 	}
 	size := uint64(max(m.size, 0))
 	q.counters.Deferred.add(size)
@@ -405,7 +406,7 @@ func (q *Queue) applyFinal(e log.Event, state RcptState, relayed bool, as *anoma
 	case StateDelivered:
 		total, per = &q.counters.Delivered, &q.dests[dest].counters.Delivered
 		// A delivery proves the destination up.
-		q.dests[dest].downUntil = 0
+		q.dests[dest].downUntil, q.dests[dest].downSeq = 0, 0
 	case StateFailed:
 		total, per = &q.counters.Failed, &q.dests[dest].counters.Failed
 	case StateExpired:
@@ -605,7 +606,7 @@ func (q *Queue) applyRequeue(e log.Event, as *anomalies) {
 			continue
 		}
 		if r.dest != 0 {
-			q.dests[r.dest].downUntil = 0
+			q.dests[r.dest].downUntil, q.dests[r.dest].downSeq = 0, 0
 		}
 		if r.state != StateDeferred || r.due <= now {
 			continue

@@ -119,6 +119,17 @@ func (q *Queue) Destinations() []DestStats {
 	return out
 }
 
+// HostDownCause returns the sequence number of the RcptDeferred that
+// marked destination down (its reason says why), or 0 when the host status
+// cache does not have it down.
+func (q *Queue) HostDownCause(destination string) uint64 {
+	i, ok := q.destByName[destination]
+	if !ok || q.dests[i].downUntil == 0 {
+		return 0
+	}
+	return q.dests[i].downSeq
+}
+
 // HostDown reports whether the host status cache has destination down at
 // now, and until when.
 func (q *Queue) HostDown(destination string, now time.Time) (until time.Time, down bool) {

@@ -60,7 +60,7 @@ func (q *Queue) Dump(w io.Writer, opt DumpOptions) error {
 		}
 		fmt.Fprintf(bw, "destination %s", d.name)
 		if d.downUntil > q.time {
-			fmt.Fprintf(bw, " down-until %s", opt.time(d.downUntil))
+			fmt.Fprintf(bw, " down-until %s (seq %d)", opt.time(d.downUntil), d.downSeq)
 		}
 		c := d.counters
 		fmt.Fprintf(bw, " delivered %s deferred %s failed %s expired %s\n",

@@ -119,7 +119,8 @@ const (
 // destination is an interned destination with its host status and counters.
 type destination struct {
 	name      string
-	downUntil int64 // Unix nanoseconds; 0 or past means up
+	downUntil int64  // Unix nanoseconds; 0 or past means up
+	downSeq   uint64 // the RcptDeferred that marked it down, 0 when up
 	counters  DestCounters
 }
 

@@ -20,8 +20,8 @@ import (
 // SnapshotVersion is the version of the snapshot format Snapshot writes.
 // Restore reads this version only: after a format change the daemon
 // replays the log from the start once and writes a new snapshot. Version 2
-// added the double-bounce mark of a message and the original recipient
-// of expanded recipients; a version 1 snapshot lacks what the fold now
+// added the double-bounce mark of a message, the original recipient of
+// expanded recipients and the event that marked a destination down; a version 1 snapshot lacks what the fold now
 // keeps, so restoring it could not give the state the log gives.
 const SnapshotVersion = 2
 
@@ -40,8 +40,8 @@ var ErrSnapshotCorrupt = errors.New("projections: corrupt snapshot")
 //	"smx-projections", version, seq, time (Unix ns),
 //	counters [received msgs, rcpts, bytes, expanded, attempts,
 //	          delivered rcpts, bytes, deferred..., failed..., expired..., deleted..., dsns],
-//	destinations [[name, down until, delivered rcpts, bytes, deferred...,
-//	               failed..., expired...], ...],
+//	destinations [[name, down until, down seq, delivered rcpts, bytes,
+//	               deferred..., failed..., expired...], ...],
 //	message count, then per message in the order received:
 //	[ss_ta, sender, content, dsn_of, received (Unix ns), seq, size,
 //	 held, content released, double bounce,
@@ -123,9 +123,10 @@ func (q *Queue) encode(enc *msgpack.Encoder) error {
 
 	e.array(len(q.dests) - 1)
 	for _, d := range q.dests[1:] {
-		e.array(10)
+		e.array(11)
 		e.str(d.name)
 		e.i64(d.downUntil)
+		e.u64(d.downSeq)
 		e.tally(d.counters.Delivered)
 		e.tally(d.counters.Deferred)
 		e.tally(d.counters.Failed)
@@ -374,9 +375,10 @@ func (d *decoder) queue() (*Queue, error) {
 	}
 	q.dests = make([]destination, 1, ndest+1)
 	for i := 0; i < ndest && d.err == nil; i++ {
-		d.array("destination", 10)
+		d.array("destination", 11)
 		dst := destination{name: d.str("destination")}
 		dst.downUntil = d.i64("destination")
+		dst.downSeq = d.u64("destination")
 		dst.counters.Delivered = d.tally("destination")
 		dst.counters.Deferred = d.tally("destination")
 		dst.counters.Failed = d.tally("destination")

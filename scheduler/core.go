@@ -222,7 +222,7 @@ type core struct {
 	// the next job must not hand out the same indexes again.
 	reserved map[string]int32
 
-	destReason map[string]string // last reason a destination was marked down
+	destReason map[string]string // why a destination was marked down (see downReason)
 
 	dsnPending    map[string]time.Time // txn -> when its owed DSNs must go
 	dsnInProgress map[string]bool
@@ -445,10 +445,7 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 	e.rcpt.Destination = p.Destination
 	if until, down := c.q.HostDown(p.Destination, c.now); down {
 		c.drop(k, e)
-		reason := c.destReason[p.Destination]
-		if reason == "" {
-			reason = "destination is down"
-		}
+		reason := c.downReason(p.Destination)
 		c.exec.appendEvents([]log.Event{{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
 			NextTry: until, Reason: "not tried: " + p.Destination + " is down until " + until.Format(time.RFC3339) + ": " + reason,
 			Destination: p.Destination,
@@ -472,6 +469,25 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 	e.group = g
 	g.entries = append(g.entries, e)
 	c.dirty = true
+}
+
+// downReason says why the host status cache has dest down: the reason of
+// the deferral that marked it, remembered when it was applied or, after a
+// restart, read from the log (the projection keeps which event it was).
+func (c *core) downReason(dest string) string {
+	if reason, ok := c.destReason[dest]; ok {
+		return reason
+	}
+	reason := "destination is down"
+	if seq := c.q.HostDownCause(dest); seq != 0 {
+		if ev, err := c.opts.Log.Get(seq); err == nil {
+			if p, ok := ev.Payload.(*log.RcptDeferred); ok && p.Reason != "" {
+				reason = p.Reason
+			}
+		}
+	}
+	c.destReason[dest] = reason
+	return reason
 }
 
 // isUnixRoute reports whether r goes to an LMTP unix socket.
