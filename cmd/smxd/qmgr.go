@@ -137,7 +137,19 @@ func (m *qmgr) Stop(ctx context.Context) error {
 	}
 	m.cancel()
 	<-m.done
-	// The scheduler is done with the queue: it is ours to snapshot.
+	// The scheduler is done with the queue: it is ours now. Its feed may
+	// not have brought the last events of the attempts that just
+	// finished; fold them in, as a replay would, so that the snapshot
+	// covers the whole log and the next start replays nothing.
+	it := m.st.log.Iter(m.q.Seq() + 1)
+	for it.Next() {
+		m.q.Apply(it.Event()) // an anomaly is reported by the next recovery's replay
+	}
+	err := it.Err()
+	it.Close()
+	if err != nil {
+		return fmt.Errorf("catch up before the snapshot at stop: %w", err)
+	}
 	if err := replay.SaveSnapshot(m.st.log, m.q); err != nil {
 		return fmt.Errorf("snapshot at stop: %w", err)
 	}
