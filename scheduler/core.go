@@ -237,6 +237,11 @@ type core struct {
 	// closed once nothing is in flight (see guard.go).
 	draining bool
 	drained  chan struct{}
+	// appendedSeq and appendsPending tell Drain how far the scheduler's
+	// own appends went and whether some are still queued; nil in tests
+	// that drive the core alone.
+	appendedSeq    func() uint64
+	appendsPending func() bool
 }
 
 type groupKey struct{ txn, dest, sender string }
@@ -368,6 +373,9 @@ func (c *core) apply(ev log.Event) {
 		// The projection made the recipients due (and forgot the host
 		// status of their destinations).
 		c.dirty = true
+	}
+	if c.draining {
+		c.checkDrained()
 	}
 }
 

@@ -14,13 +14,16 @@ import (
 // deliveries, DSNs, releases, timeouts) and waits until what is in flight
 // has finished or ctx is done: the daemon's graceful stop, so that
 // delivery attempts end with their outcome in the log rather than being
-// cut off and repeated after the restart. Run keeps applying events until
-// its context is cancelled.
+// cut off and repeated after the restart. Finished means appended and
+// applied: when Drain returns, the projection holds every event the
+// scheduler appended, so a Snapshot taken then covers them. Run keeps
+// applying events until its context is cancelled.
 func (s *Scheduler) Drain(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	drained := make(chan struct{})
+	s.draining.Store(true)
 	if err := s.call(ctx, func(c *core) {
 		c.draining = true
 		c.drained = drained
@@ -36,9 +39,16 @@ func (s *Scheduler) Drain(ctx context.Context) error {
 	}
 }
 
-// checkDrained closes drained once nothing is in flight.
+// checkDrained closes drained once nothing is in flight and every event the
+// scheduler appended has come back through the feed.
 func (c *core) checkDrained() {
 	if c.drained == nil || c.delivering > 0 || c.resolvers > 0 || len(c.dsnInProgress) > 0 || len(c.releasing) > 0 {
+		return
+	}
+	if c.appendsPending != nil && c.appendsPending() {
+		return
+	}
+	if c.appendedSeq != nil && c.q.Seq() < c.appendedSeq() {
 		return
 	}
 	close(c.drained)

@@ -1,10 +1,13 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,4 +174,108 @@ func TestDrainLetsAttemptsFinish(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, sched.Drain(ctx), context.Canceled)
+}
+
+// pausableFeed is the memLog's feed with a pause: events read while it is
+// paused are handed over only once it resumes, as a feed that lags does.
+type pausableFeed struct {
+	l      *memLog
+	mu     sync.Mutex
+	resume chan struct{} // nil while not paused
+}
+
+func (f *pausableFeed) pause() {
+	f.mu.Lock()
+	f.resume = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *pausableFeed) unpause() {
+	f.mu.Lock()
+	close(f.resume)
+	f.resume = nil
+	f.mu.Unlock()
+}
+
+func (f *pausableFeed) Next(ctx context.Context, after uint64) ([]log.Event, error) {
+	evs, err := f.l.Next(ctx, after)
+	f.mu.Lock()
+	wait := f.resume
+	f.mu.Unlock()
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return evs, err
+}
+
+// TestDrainWaitsForItsOwnEvents: Drain returns only once the outcome the
+// last attempt appended has come back through the feed, so that the
+// snapshot smxd takes at a graceful stop covers it.
+func TestDrainWaitsForItsOwnEvents(t *testing.T) {
+	g := &gateSink{gate: make(chan struct{}), inData: make(chan struct{})}
+	port := startSink(t, g)
+	ml := newMemLog(clock.Real{})
+	feed := &pausableFeed{l: ml}
+	content := newMemContent()
+	sched, err := New(projections.New(), Options{
+		Hostname: "mx.smx.test", Log: ml, Feed: feed, Content: content,
+		Resolver: loopbackResolver{port: port},
+		Client:   client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
+		NewTxnID: func() (string, error) { return "D1", nil },
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- sched.Run(ctx) }()
+	defer func() { cancel(); <-runErr }()
+
+	receive(t, ml, content, "T1", "u@b.test")
+	select {
+	case <-g.inData:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the delivery did not reach DATA")
+	}
+	feed.pause()
+	drained := make(chan error, 1)
+	go func() { drained <- sched.Drain(context.Background()) }()
+	close(g.gate)
+	waitFor(t, ml, "the outcome in the log", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == 1 })
+	// The worker reports after its append: wait until the scheduler has
+	// taken the report (no session busy any more).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		states, err := sched.ConnStates(ctx)
+		require.NoError(t, err)
+		busy := 0
+		for _, st := range states {
+			busy += st.Busy
+		}
+		if busy == 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the delivery's report never came")
+		runtime.Gosched()
+	}
+	var stillDraining bool
+	require.NoError(t, sched.call(ctx, func(c *core) { stillDraining = c.drained != nil }))
+	require.True(t, stillDraining, "Drain ended while its outcome had not reached the projection")
+
+	feed.unpause()
+	select {
+	case err := <-drained:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Drain did not return once the feed caught up")
+	}
+	var snap bytes.Buffer
+	seq, err := sched.Snapshot(ctx, &snap)
+	require.NoError(t, err)
+	ml.mu.Lock()
+	last := uint64(len(ml.events))
+	ml.mu.Unlock()
+	require.Equal(t, last, seq, "the snapshot after Drain misses events the scheduler appended")
 }

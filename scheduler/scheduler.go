@@ -49,6 +49,34 @@ type Scheduler struct {
 
 	load    atomic.Pointer[LoadState]
 	started atomic.Bool
+
+	// appended is the highest sequence number an append of the
+	// scheduler's got back (trackedLog); draining is set by Drain. Drain
+	// returns only once the projection has applied everything up to
+	// appended, so that the snapshot taken at a graceful stop covers the
+	// outcomes of the attempts it let finish.
+	appended atomic.Uint64
+	draining atomic.Bool
+}
+
+// trackedLog is the event log as the scheduler appends to it: it notes
+// the sequence numbers its appends got.
+type trackedLog struct {
+	EventLog
+	last *atomic.Uint64
+}
+
+func (l trackedLog) Append(ctx context.Context, events ...log.Event) (uint64, error) {
+	seq, err := l.EventLog.Append(ctx, events...)
+	if err == nil {
+		for {
+			old := l.last.Load()
+			if seq <= old || l.last.CompareAndSwap(old, seq) {
+				break
+			}
+		}
+	}
+	return seq, err
 }
 
 func hostname() string {
@@ -79,12 +107,15 @@ func New(q *projections.Queue, opts Options) (*Scheduler, error) {
 		return nil, errors.New("scheduler: Options.NewTxnID is required")
 	}
 	s := &Scheduler{opts: opts, calls: make(chan func(*core), 64), sessIDs: map[*client.Session]string{}}
+	s.opts.Log = trackedLog{EventLog: opts.Log, last: &s.appended}
 	c, err := newCore(&s.opts, q, liveExecutor{s})
 	if err != nil {
 		return nil, err
 	}
 	s.core = c
 	s.queued = newAppender(s)
+	c.appendedSeq = s.appended.Load
+	c.appendsPending = func() bool { return s.queued.pending.Load() > 0 }
 	s.load.Store(&LoadState{AQMax: opts.AQMaxEntries, IQDBMax: opts.IQDBMaxEntries})
 	return s, nil
 }
@@ -270,14 +301,20 @@ type appender struct {
 	s      *Scheduler
 	mu     sync.Mutex
 	queue  []log.Event
+	adds   int64 // add calls whose events are in queue
 	signal chan struct{}
+	// pending counts the add calls whose events are not appended (or
+	// given up) yet.
+	pending atomic.Int64
 }
 
 func newAppender(s *Scheduler) *appender { return &appender{s: s, signal: make(chan struct{}, 1)} }
 
 func (a *appender) add(events []log.Event) {
+	a.pending.Add(1)
 	a.mu.Lock()
 	a.queue = append(a.queue, events...)
+	a.adds++
 	a.mu.Unlock()
 	select {
 	case a.signal <- struct{}{}:
@@ -293,14 +330,18 @@ func (a *appender) run() {
 			return
 		}
 		a.mu.Lock()
-		events := a.queue
-		a.queue = nil
+		events, adds := a.queue, a.adds
+		a.queue, a.adds = nil, 0
 		a.mu.Unlock()
 		if len(events) == 0 {
 			continue
 		}
 		if _, err := a.s.opts.Log.Append(a.s.ctx, events...); err != nil {
 			a.s.opts.Logger.Error("scheduler: append", "events", len(events), "err", err)
+		}
+		a.pending.Add(-adds)
+		if a.s.draining.Load() {
+			a.s.report(func(c *core) { c.checkDrained() })
 		}
 	}
 }
