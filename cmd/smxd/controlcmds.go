@@ -113,6 +113,8 @@ func (d *daemon) handleControl(ctx context.Context, peer control.Peer, req contr
 	if err := needQMGR(); err != nil {
 		return nil, err
 	}
+	ctx, unbind := qm.bind(ctx)
+	defer unbind()
 	s := qm.sched
 	var err error
 	switch req.Command {

@@ -129,6 +129,9 @@ func (m *qmgr) Run() error {
 // the next start replays only what comes after.
 func (m *qmgr) Stop(ctx context.Context) error {
 	m.once.Do(func() { close(m.stopped) })
+	// From now on the SMTP servers and the control socket see no queue
+	// manager until a new one starts.
+	m.d.qmgr.CompareAndSwap(m, nil)
 	// Let the attempts in flight finish with their outcome in the log;
 	// what the grace period cuts off is tried again after the restart.
 	if err := m.sched.Drain(ctx); err != nil {
@@ -156,6 +159,15 @@ func (m *qmgr) Stop(ctx context.Context) error {
 	m.d.snapshotSeq.Store(m.q.Seq())
 	m.d.logs.Logger("qmgr").Line(maillog.LevelNotice).Func("qmgr_snapshot").Uint("seq", m.q.Seq()).Str("when", "stop").Write()
 	return nil
+}
+
+// bind returns a context for a call to the scheduler that ends when ctx
+// does or when the scheduler has stopped, so that a caller never waits
+// for a scheduler that will not answer.
+func (m *qmgr) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(m.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // archiveInterval is the time between passes that move the events of

@@ -101,5 +101,7 @@ func (e etrn) Flush(ctx context.Context, arg string) error {
 	if m == nil {
 		return errors.New("the queue manager is not running")
 	}
+	ctx, unbind := m.bind(ctx)
+	defer unbind()
 	return m.sched.Flush(ctx, arg)
 }
