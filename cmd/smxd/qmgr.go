@@ -33,7 +33,6 @@ type qmgr struct {
 	ctx     context.Context // of Run
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when Run returned
-	runErr  error
 	stopped chan struct{}
 	once    sync.Once
 }
@@ -112,7 +111,6 @@ func (d *daemon) startQMGR(ctx context.Context) (*qmgr, error) {
 func (m *qmgr) Run() error {
 	go m.snapshots()
 	err := m.sched.Run(m.ctx)
-	m.runErr = err
 	close(m.done)
 	select {
 	case <-m.stopped:
