@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -41,18 +42,15 @@ type Log struct {
 	// synced; readers see nothing beyond it.
 	durable atomic.Uint64
 
-	// The committer's state (commit.go).
-	mu            sync.Mutex
-	pending       []*appendReq
-	pendingEvents int
-	closed        bool
-	failed        error // set once a commit fails; the Log refuses appends after it
-	wake          chan struct{}
-	syncQ         chan *commitGroup
-	nextSeq       uint64 // last sequence number handed out; committer only
-	directMu      sync.Mutex
-	commitDone    chan struct{}
-	syncDone      chan struct{}
+	// Append's state (commit.go). commitMu orders numbering and writing;
+	// closeMu is held (read) by appends in progress, so that Close can wait
+	// for them.
+	commitMu    sync.Mutex
+	nextSeq     uint64 // last sequence number handed out
+	closed      bool
+	failed      error // set once a write or sync fails; appends are refused after it
+	closeMu     sync.RWMutex
+	syncWaiters atomic.Int64 // appends written and waiting for their sync
 
 	// notify is closed and replaced each time durable advances.
 	notifyMu sync.Mutex
@@ -83,7 +81,19 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("log: open %s: %w", dir, err)
 	}
 	pebbleDir := filepath.Join(dir, "pebble")
-	db, err := pebble.Open(pebbleDir, pebbleOptions(opts, false))
+	// The sync pause needs the Log, which does not exist yet; until it
+	// does, nothing is appended.
+	var lp atomic.Pointer[Log]
+	po := pebbleOptions(opts, false)
+	if opts.MaxCommitDelay > 0 {
+		po.WALMinSyncInterval = func() time.Duration {
+			if l := lp.Load(); l != nil {
+				return l.syncPause()
+			}
+			return 0
+		}
+	}
+	db, err := pebble.Open(pebbleDir, po)
 	if err != nil {
 		return nil, openError(dir, pebbleDir, err)
 	}
@@ -92,22 +102,30 @@ func Open(dir string, opts Options) (*Log, error) {
 		db.Close()
 		return nil, err
 	}
+	lp.Store(l)
 	return l, nil
+}
+
+// syncPause is Pebble's WALMinSyncInterval when MaxCommitDelay is set: the
+// pause after a WAL sync before the next, skipped when MaxOpenTAs appends
+// are already waiting for a sync as it finishes (appends that arrive during
+// the pause do not cut it short).
+func (l *Log) syncPause() time.Duration {
+	if l.syncWaiters.Load() >= int64(l.opts.MaxOpenTAs) {
+		return 0
+	}
+	return l.opts.MaxCommitDelay
 }
 
 // open finishes opening a Log on an open Pebble store.
 func open(dir string, db *pebble.DB, opts Options, readOnly bool) (*Log, error) {
 	l := &Log{
-		dir:        dir,
-		opts:       opts,
-		db:         db,
-		readOnly:   readOnly,
-		wake:       make(chan struct{}, 1),
-		syncQ:      make(chan *commitGroup, 2),
-		commitDone: make(chan struct{}),
-		syncDone:   make(chan struct{}),
-		notify:     make(chan struct{}),
-		closing:    make(chan struct{}),
+		dir:      dir,
+		opts:     opts,
+		db:       db,
+		readOnly: readOnly,
+		notify:   make(chan struct{}),
+		closing:  make(chan struct{}),
 	}
 	if err := l.checkFormat(); err != nil {
 		return nil, err
@@ -126,13 +144,6 @@ func open(dir string, db *pebble.DB, opts Options, readOnly bool) (*Log, error) 
 	last = max(last, l.archive.lastSeq())
 	l.nextSeq = last
 	l.durable.Store(last)
-	if readOnly {
-		close(l.commitDone)
-		close(l.syncDone)
-	} else {
-		go l.commitLoop()
-		go l.syncLoop()
-	}
 	opts.Logger.Debug("event log opened", "dir", dir, "last_seq", last, "read_only", readOnly,
 		"archive_segments", l.archive.len())
 	return l, nil
@@ -221,32 +232,22 @@ func (l *Log) lastLiveSeq() (uint64, error) {
 	return seq, nil
 }
 
-// Close stops the log: appends not yet committed fail with ErrClosed,
-// subscriptions end, and the store is closed. Iterators must be closed
-// first. Close waits for commits in progress to finish.
+// Close stops the log: appends in progress finish, later ones fail with
+// ErrClosed, subscriptions end, and the store is closed. Iterators must be
+// closed first.
 func (l *Log) Close() error {
-	l.mu.Lock()
+	l.commitMu.Lock()
 	if l.closed {
-		l.mu.Unlock()
+		l.commitMu.Unlock()
 		return ErrClosed
 	}
 	l.closed = true
 	l.isClosed.Store(true)
-	rejected := l.pending
-	l.pending = nil
-	l.mu.Unlock()
-	for _, r := range rejected {
-		if r.state.CompareAndSwap(reqPending, reqTaken) {
-			r.done <- ErrClosed
-		}
-	}
+	l.commitMu.Unlock()
+	// Wait for appends in progress to get their sync.
+	l.closeMu.Lock()
+	l.closeMu.Unlock()
 	close(l.closing)
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
-	<-l.commitDone
-	<-l.syncDone
 	l.subs.Wait()
 	// Wait for an Archive pass or a snapshot write in progress; an
 	// Archive pass notices isClosed and stops early.

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -243,29 +245,42 @@ func TestAppendCancelledBeforeCommit(t *testing.T) {
 	require.Equal(t, uint64(0), l.LastSeq())
 }
 
-// TestMaxCommitDelayGroups checks that with a commit delay, appends that
-// arrive within it share one commit group, and that MaxOpenTAs cuts a group
-// short.
-func TestMaxCommitDelayGroups(t *testing.T) {
-	l := openTest(t, t.TempDir(), Options{MaxCommitDelay: time.Hour, MaxOpenTAs: 4})
+// TestMaxCommitDelay checks that with a commit delay, concurrent appends
+// share syncs: with a pause of 5ms after each sync, 32 appenders looping
+// for 200 appends each need far fewer syncs than appends.
+func TestMaxCommitDelay(t *testing.T) {
+	var syncs atomic.Int64
+	l := openTest(t, t.TempDir(), Options{MaxCommitDelay: 5 * time.Millisecond, fs: syncCountingFS{vfs.Default, &syncs}})
 	ctx := context.Background()
+	start := syncs.Load()
 	var wg sync.WaitGroup
-	for i := range 4 {
+	for i := range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := l.Append(ctx, Event{Txn: fmt.Sprint(i), Payload: &RcptDelivered{}})
-			require.NoError(t, err)
+			for range 200 {
+				if _, err := l.Append(ctx, Event{Txn: fmt.Sprint(i), Payload: &RcptDelivered{}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
 		}()
 	}
-	// With an hour's delay only a full group (MaxOpenTAs appends) can
-	// commit: the four appends return together.
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("a full group was not committed")
-	}
-	require.Equal(t, uint64(4), l.LastSeq())
+	wg.Wait()
+	n := syncs.Load() - start
+	require.Equal(t, uint64(32*200), l.LastSeq())
+	require.Less(t, n, int64(32*200/4), "%d syncs for %d appends", n, 32*200)
+	t.Logf("%d syncs for %d appends", n, 32*200)
+}
+
+// TestMaxOpenTAsSkipsThePause checks the rule of the sync pause: the
+// delay, unless MaxOpenTAs appends are waiting.
+func TestMaxOpenTAsSkipsThePause(t *testing.T) {
+	l := openTest(t, t.TempDir(), Options{MaxCommitDelay: time.Hour, MaxOpenTAs: 3})
+	require.Equal(t, time.Hour, l.syncPause())
+	l.syncWaiters.Store(2)
+	require.Equal(t, time.Hour, l.syncPause())
+	l.syncWaiters.Store(3)
+	require.Equal(t, time.Duration(0), l.syncPause())
+	l.syncWaiters.Store(0)
 }

@@ -13,17 +13,20 @@ import (
 // fills them from the qmgr event_log section of smx.conf; the seed's IBDB
 // options are named where a field takes their place.
 type Options struct {
-	// MaxCommitDelay is how long a commit group may wait for more appends
-	// before it is synced (IBDB max_commit_delay). The default, zero, does
-	// not wait: appends that arrive while a sync is in progress form the
-	// next group anyway, which gives group commit under concurrency
-	// without adding latency when the log is quiet. A negative value
-	// means zero.
+	// MaxCommitDelay is how long the log pauses after a WAL sync before
+	// the next one, so that more appends share it (IBDB max_commit_delay).
+	// The default, zero, does not pause: appends that arrive while a sync
+	// is in progress share the next one anyway, which gives group commit
+	// under concurrency without adding latency when the log is quiet. A
+	// pause costs every append up to its length and bought no throughput
+	// in the measurements (docs/eventlog.md); it is there for disks whose
+	// syncs are expensive per call. A negative value means zero.
 	MaxCommitDelay time.Duration
 
-	// MaxOpenTAs is the largest number of appends (transactions) one
-	// commit group holds (IBDB max_open_TAs); a group that reaches it is
-	// committed without waiting out MaxCommitDelay. Default 1024.
+	// MaxOpenTAs cuts the MaxCommitDelay pause (IBDB max_open_TAs): when
+	// at least this many appends are already waiting for a sync as the
+	// previous one finishes, the next sync starts at once. Appends that
+	// arrive during a pause do not end it. Default 1024.
 	MaxOpenTAs int
 
 	// ArchiveDir is where archive segments go; it may be on another disk.
@@ -65,10 +68,6 @@ type Options struct {
 	// fs replaces the file system under Pebble, for tests that count
 	// syncs.
 	fs vfs.FS
-	// directCommit makes Append commit its own Pebble batch and rely on
-	// Pebble's commit pipeline alone to share syncs, instead of the
-	// committer's groups. Benchmarks compare the two.
-	directCommit bool
 }
 
 // Defaults.

@@ -20,7 +20,7 @@ import (
 // record's entry in an archive block. The checksum binds the two, so a
 // record that turns up under another sequence number fails its check just
 // like a damaged one. Keeping the number out of the body lets appenders
-// encode their events before the committer numbers them.
+// encode their events before they are numbered, outside the lock.
 const (
 	recordFormat     = 1
 	recordHeaderSize = 5

@@ -32,13 +32,13 @@ func (l *Log) Subscribe(ctx context.Context, from uint64) (*Subscription, error)
 	if l.readOnly {
 		return nil, ErrReadOnly
 	}
-	l.mu.Lock()
+	l.commitMu.Lock()
 	if l.closed {
-		l.mu.Unlock()
+		l.commitMu.Unlock()
 		return nil, ErrClosed
 	}
 	l.subs.Add(1)
-	l.mu.Unlock()
+	l.commitMu.Unlock()
 	if from == 0 {
 		from = 1
 	}
