@@ -14,7 +14,10 @@ import (
 // Each Append encodes its events in the caller's goroutine, then, under
 // commitMu, numbers them, puts them into a Pebble batch and hands it to
 // Pebble's commit pipeline (ApplyNoSyncWait with Sync), which writes it to
-// the WAL; outside the lock it waits for the WAL sync (SyncWait). Pebble's
+// the WAL; outside the lock it waits for the WAL sync (SyncWait). Pebble
+// marks ApplyNoSyncWait experimental; it is what lets the lock cover the
+// write alone: Apply with Sync under the lock would give every append a
+// sync of its own. Pebble's
 // LogWriter syncs the WAL in a loop of its own: every batch written while a
 // sync is in progress is covered by the next one, so concurrent appends
 // share syncs without anyone waiting for a timer – the seed's IBDB group

@@ -157,6 +157,10 @@ func TestFlippedByteInStoreCopy(t *testing.T) {
 			off := fi.Size() / 3
 			flipByte(t, files[0], off)
 
+			if tc.suffix == ".log" {
+				_, err := OpenReadOnly(cp, Options{})
+				require.ErrorContains(t, err, "damaged WAL "+filepath.Base(files[0]))
+			}
 			l, err := Open(cp, Options{})
 			if err != nil {
 				t.Logf("open reports: %v", err)

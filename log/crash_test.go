@@ -130,7 +130,7 @@ func parseReport(t *testing.T, line string) durableAppend {
 // reported is in the log, that no append is torn, and that the log is
 // gapless. The child continues the same log in the next round.
 func TestCrashKeepsEveryDurableEvent(t *testing.T) {
-	rounds := 20
+	rounds := 30
 	if testing.Short() {
 		rounds = 5
 	}

@@ -79,8 +79,8 @@ func OpenReadOnly(dir string, opts Options) (*Log, error) {
 		}
 		db, err := pebble.Open(copyDir, pebbleOptions(opts, true))
 		if err != nil {
+			lastErr = openError(dir, copyDir, err)
 			os.RemoveAll(copyDir)
-			lastErr = err
 			opts.Logger.Debug("read-only copy inconsistent, copying again", "attempt", attempt, "err", err)
 			continue
 		}
@@ -93,7 +93,7 @@ func OpenReadOnly(dir string, opts Options) (*Log, error) {
 		l.copyDir = copyDir
 		return l, nil
 	}
-	return nil, fmt.Errorf("log: open %s read-only: %w", dir, lastErr)
+	return nil, fmt.Errorf("log: read-only, after %d copies: %w", maxCopyAttempts, lastErr)
 }
 
 // makeCopyDir makes a directory for a copy of the store, inside dir when
