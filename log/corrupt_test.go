@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // copyTree copies the directory tree src to dst.
@@ -204,4 +206,27 @@ func TestDamagedArchiveSegmentIsReported(t *testing.T) {
 	require.Contains(t, re.Where, stats.Segments[0])
 	require.Contains(t, re.Where, "offset")
 	t.Logf("read %d events, then: %v", n, err)
+}
+
+// TestUnknownEventTypeStopsReaders puts a record of a type from the future
+// into the log: readers report it with its sequence number and do not skip
+// it.
+func TestUnknownEventTypeStopsReaders(t *testing.T) {
+	l := openTest(t, t.TempDir(), Options{})
+	appendFlow(t, l, newMailFlow(9), 20, finishedSet{})
+
+	body, err := msgpack.Marshal(map[string]any{"t": 77, "v": 1, "x": "S1", "p": map[string]any{"q": 1}})
+	require.NoError(t, err)
+	rec := append([]byte{recordFormat, 0, 0, 0, 0}, body...)
+	sealRecord(rec, crc32.Update(0, crcTable, body), 8)
+	k := makeEventKey(8)
+	require.NoError(t, l.db.Set(k[:], rec, pebble.Sync))
+
+	n, err := readUntilError(l)
+	require.Equal(t, 7, n)
+	var re *RecordError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, uint64(8), re.Seq)
+	require.ErrorIs(t, err, ErrUnknownEventType)
+	require.Contains(t, err.Error(), "77")
 }

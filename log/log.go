@@ -53,8 +53,9 @@ type Log struct {
 	syncWaiters atomic.Int64 // appends written and waiting for their sync
 
 	// notify is closed and replaced each time durable advances.
-	notifyMu sync.Mutex
-	notify   chan struct{}
+	notifyMu    sync.Mutex
+	notify      chan struct{}
+	notifyTaken bool // someone waits on notify
 
 	// closing is closed by Close; subscriptions end then.
 	closing chan struct{}
@@ -298,11 +299,15 @@ func (l *Log) Get(seq uint64) (Event, error) {
 	return l.archive.get(seq)
 }
 
-// broadcast wakes everyone waiting for durable to advance.
+// broadcast wakes everyone waiting for durable to advance. Appends call it
+// after every sync, so it does nothing unless someone took the channel.
 func (l *Log) broadcast() {
 	l.notifyMu.Lock()
-	close(l.notify)
-	l.notify = make(chan struct{})
+	if l.notifyTaken {
+		close(l.notify)
+		l.notify = make(chan struct{})
+		l.notifyTaken = false
+	}
 	l.notifyMu.Unlock()
 }
 
@@ -311,5 +316,6 @@ func (l *Log) broadcast() {
 func (l *Log) durableChanged() <-chan struct{} {
 	l.notifyMu.Lock()
 	defer l.notifyMu.Unlock()
+	l.notifyTaken = true
 	return l.notify
 }
