@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -62,12 +63,19 @@ type archive struct {
 
 	mu   sync.RWMutex
 	segs []segmentMeta // by number, which is creation order
+	// foreignMax is the highest number of a segment file in the directory
+	// that this log did not write (see loadArchive); new segments are
+	// numbered above it so that none is ever overwritten.
+	foreignMax uint64
 }
 
 // loadArchive reads the segment records of the store. A writer also
-// removes segment files that have no record: they were written by an
-// Archive pass that did not get to commit, and their events are still in
-// the live log.
+// removes the segment file an Archive pass wrote but did not get to
+// commit: it has no record, and its events are still in the live log, byte
+// for byte. Any other segment file without a record belongs to another log
+// that used the same directory (a log moved aside and replaced, as after
+// smxctl reconstruct, or one whose archive_directory changed): it is left
+// alone, with a warning, and new segments are numbered above it.
 func loadArchive(db *pebble.DB, dir string, writer bool, logger *slog.Logger) (*archive, error) {
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockSize), zstd.WithDecoderConcurrency(0))
 	if err != nil {
@@ -106,7 +114,15 @@ func loadArchive(db *pebble.DB, dir string, writer bool, logger *slog.Logger) (*
 	for _, e := range entries {
 		name := e.Name()
 		num, isSeg := parseSegmentName(name)
-		if (isSeg && !known[num]) || strings.HasSuffix(name, ".seg.tmp") {
+		unfinished := strings.HasSuffix(name, ".seg.tmp")
+		if isSeg && !known[num] {
+			if unfinished = a.ownUnrecorded(db, num); !unfinished {
+				logger.Warn("archive directory holds a segment this log did not write; left alone",
+					"dir", dir, "file", name)
+				a.foreignMax = max(a.foreignMax, num)
+			}
+		}
+		if unfinished {
 			logger.Warn("removing unfinished archive segment", "file", name)
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
 				return nil, fmt.Errorf("log: remove unfinished archive segment: %w", err)
@@ -114,6 +130,33 @@ func loadArchive(db *pebble.DB, dir string, writer bool, logger *slog.Logger) (*
 		}
 	}
 	return a, nil
+}
+
+// ownUnrecorded reports whether segment num, which has no record, was
+// written by an Archive pass of this log that did not get to commit: its
+// first event is still in the live log with the same bytes (the record's
+// checksum covers its sequence number, so another log's event does not
+// match by accident). A file that cannot be read as a segment is not this
+// log's: Archive renames a segment into place only once it is complete
+// and synced.
+func (a *archive) ownUnrecorded(db *pebble.DB, num uint64) bool {
+	r, err := openSegment(a.dir, segmentMeta{num: num}, a.dec)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	c := segmentCursor{r: r}
+	c.seek(0)
+	if !c.valid {
+		return false
+	}
+	k := makeEventKey(c.seq)
+	v, closer, err := db.Get(k[:])
+	if err != nil {
+		return false
+	}
+	defer closer.Close()
+	return bytes.Equal(v, c.rec)
 }
 
 func firstErr(errs ...error) error {
@@ -145,10 +188,11 @@ func (a *archive) lastSeq() uint64 {
 func (a *archive) nextNum() uint64 {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	if len(a.segs) == 0 {
-		return 1
+	next := a.foreignMax + 1
+	if len(a.segs) > 0 {
+		next = max(next, a.segs[len(a.segs)-1].num+1)
 	}
-	return a.segs[len(a.segs)-1].num + 1
+	return next
 }
 
 func (a *archive) add(m segmentMeta) {

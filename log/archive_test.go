@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -187,9 +188,21 @@ func TestArchiveCrashBetweenSegmentAndCommit(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.db.Set(segmentMetaKey(meta.num), meta.encode(), pebble.Sync))
 
-	// And an orphan: a sealed segment file nobody recorded.
-	orphan := filepath.Join(l.archive.dir, segmentName(meta.num+1))
-	require.NoError(t, os.WriteFile(orphan, []byte("sealed but never committed"), 0o440))
+	// And an orphan: a sealed segment of events 100-150, which are still
+	// live, that the crash kept from being recorded.
+	w, err = createSegment(l.archive.dir, meta.num+1, mustZstdEncoder(t))
+	require.NoError(t, err)
+	for seq := uint64(100); seq <= 150; seq++ {
+		k := makeEventKey(seq)
+		v, closer, err := l.db.Get(k[:])
+		require.NoError(t, err)
+		require.NoError(t, w.add(seq, v))
+		closer.Close()
+	}
+	orphanMeta, err := w.finish()
+	require.NoError(t, err)
+	orphan := filepath.Join(l.archive.dir, segmentName(orphanMeta.num))
+	require.FileExists(t, orphan)
 	require.NoError(t, l.Close())
 
 	l = openTest(t, dir, Options{})
@@ -197,6 +210,59 @@ func TestArchiveCrashBetweenSegmentAndCommit(t *testing.T) {
 	require.True(t, os.IsNotExist(err), "orphan segment not removed")
 	requireSameEvents(t, want, readAll(t, l, 1))
 	requireSameEvents(t, want[49:], readAll(t, l, 50))
+}
+
+// TestArchiveDirSharedWithAnotherLog replaces a log by a fresh one that
+// uses the same archive directory, as after smxctl reconstruct with the
+// default archive_directory (beside the event log directory, not in it):
+// the fresh log must neither remove the old log's segments as unfinished
+// nor overwrite them with its own, and each log still reads all of its
+// events.
+func TestArchiveDirSharedWithAnotherLog(t *testing.T) {
+	archiveDir := filepath.Join(t.TempDir(), "archive")
+	clock := newFakeClock()
+	opts := Options{ArchiveDir: archiveDir, Clock: clock.Now, ArchiveAfter: time.Minute}
+
+	oldDir := t.TempDir()
+	old := openTest(t, oldDir, opts)
+	done := finishedSet{}
+	oldEvents := appendFlow(t, old, newMailFlow(1), 300, done)
+	clock.Advance(time.Hour)
+	stats, err := old.Archive(context.Background(), done.finished)
+	require.NoError(t, err)
+	require.NotEmpty(t, stats.Segments)
+	require.NoError(t, old.Close())
+	oldFiles := map[string][]byte{}
+	for _, name := range stats.Segments {
+		b, err := os.ReadFile(filepath.Join(archiveDir, name))
+		require.NoError(t, err)
+		oldFiles[name] = b
+	}
+
+	fresh := openTest(t, t.TempDir(), opts)
+	done = finishedSet{}
+	freshEvents := appendFlow(t, fresh, newMailFlow(2), 300, done)
+	clock.Advance(time.Hour)
+	freshStats, err := fresh.Archive(context.Background(), done.finished)
+	require.NoError(t, err)
+	require.NotEmpty(t, freshStats.Segments)
+	for _, name := range freshStats.Segments {
+		_, clash := oldFiles[name]
+		require.False(t, clash, "the fresh log reused the old log's segment name %s", name)
+	}
+	requireSameEvents(t, freshEvents, readAll(t, fresh, 1))
+	require.NoError(t, fresh.Close())
+	for name, b := range oldFiles {
+		got, err := os.ReadFile(filepath.Join(archiveDir, name))
+		require.NoError(t, err, "segment %s of the old log is gone", name)
+		require.True(t, bytes.Equal(b, got), "segment %s of the old log changed", name)
+	}
+
+	old = openTest(t, oldDir, opts)
+	requireSameEvents(t, oldEvents, readAll(t, old, 1))
+	for _, name := range freshStats.Segments {
+		require.FileExists(t, filepath.Join(archiveDir, name), "the old log removed the fresh log's segment")
+	}
 }
 
 func mustZstdEncoder(t *testing.T) *zstd.Encoder {
