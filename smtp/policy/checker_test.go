@@ -121,7 +121,7 @@ func (f *fixture) checker(t *testing.T, mod func(*Options)) *Checker {
 }
 
 // run plays a session script: each line is "connect IP", "mail ADDR",
-// "rcpt ADDR", "tls ISSUER|SUBJECT", "auth MECH", followed by " => " and
+// "rcpt ADDR", "vrfy ADDR", "tls ISSUER|SUBJECT", "auth MECH", followed by " => " and
 // the expected decision (Decision.String()), or for tls and auth the
 // expected RelayAllowed.
 func run(t *testing.T, c *Checker, script string) *Session {
@@ -142,6 +142,8 @@ func run(t *testing.T, c *Checker, script string) *Session {
 			got = c.Mail(ctx, s, arg).String()
 		case "rcpt":
 			got = c.Rcpt(ctx, s, arg).String()
+		case "vrfy":
+			got = c.Verify(ctx, arg).String()
 		case "tls":
 			issuer, subject, _ := strings.Cut(arg, "|")
 			c.StartTLS(ctx, s, CertInfo{Verified: !strings.HasPrefix(issuer, "!"), Issuer: strings.TrimPrefix(issuer, "!"), Subject: subject})
@@ -230,10 +232,15 @@ func TestDNSBL(t *testing.T) {
 	run(t, c, `connect 127.0.80.3 => reject 451 4.7.1 temporary lookup failure at dnsbl.test`)
 	run(t, c, `connect 127.0.80.4 => ok`) // listed, but no access map entry for 127.0.0.4
 	run(t, c, `connect 127.0.80.5 => ok`) // not listed
-	// cltaddr: decides before the blacklists are looked at.
-	c.opts.Access = maps.NewStatic("access", map[string]string{"cltaddr:127.0.80.2": "ok",
+	// cltaddr: decides before the blacklists are looked at, and the
+	// client they exempt is not even looked up in them.
+	f.srv.Add(t, "6.80.0.127.dnsbl.test. 300 IN A 127.0.0.2")
+	c.opts.Access = maps.NewStatic("access", map[string]string{"cltaddr:127.0.80.2": "ok", "cltaddr:127.0.80.6": "relay",
 		"dnsbltest:127.0.0.2": "error:550 5.7.1 listed"})
 	run(t, c, `connect 127.0.80.2 => ok`)
+	s := run(t, c, `connect 127.0.80.6 => relay`)
+	require.Zero(t, f.srv.Queries("6.80.0.127.dnsbl.test", dns.TypeA), "blacklist queried for a client cltaddr: decided")
+	require.Equal(t, ResolveNo, s.ClientResolve(), "the client name is still looked up")
 	require.Equal(t, "2.80.0.127", reverseName(netip.MustParseAddr("127.0.80.2")))
 	require.Equal(t, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2",
 		reverseName(netip.MustParseAddr("2001:db8::1")))
@@ -401,6 +408,38 @@ func TestProtectedRecipients(t *testing.T) {
 		mail user1-1+x@l1-1.dom => ok
 		rcpt list1@my.dom => ok
 		rcpt list3@my.dom => reject 550 5.7.1 Protected recipient`)
+}
+
+// TestVerify checks VRFY's answers: local addresses by local recipient
+// validation, anything else cannot be verified.
+func TestVerify(t *testing.T) {
+	f := newFixture(t)
+	c := f.checker(t, nil)
+	run(t, c, `
+		vrfy user@my.dom => ok
+		vrfy <Root@My.Dom> => ok
+		vrfy list1@my.dom => ok
+		vrfy nobody@my.dom => reject 550 5.1.1 User unknown
+		vrfy user+x@my.dom => reject 550 5.1.1 User unknown
+		vrfy someone@example.com => cont
+		vrfy user => cont
+		vrfy <> => reject 501 5.1.3 Bad address syntax: empty address
+		vrfy a b@my.dom => reject 501 5.1.3 Bad address syntax: bad local part "a b"`)
+	soft := f.checker(t, func(o *Options) { o.SoftBounce = true })
+	run(t, soft, `
+		vrfy nobody@my.dom => reject 450 4.1.1 User unknown
+		vrfy <> => reject 501 5.1.3 Bad address syntax: empty address`)
+	r := resolver.New(resolver.Options{Mailertable: maps.NewStatic("mt", map[string]string{"my.dom": "lmtp:"}),
+		Aliases: failingMap{}})
+	broken, err := New(Options{Resolver: r})
+	require.NoError(t, err)
+	run(t, broken, `vrfy user@my.dom => reject 451 4.3.0 Temporary aliases lookup failure`)
+}
+
+type failingMap struct{}
+
+func (failingMap) Lookup(context.Context, string) (string, bool, error) {
+	return "", false, &maps.LookupError{Map: "aliases", Temporary: true, Err: fmt.Errorf("down")}
 }
 
 func TestNewValidates(t *testing.T) {

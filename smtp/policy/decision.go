@@ -18,7 +18,8 @@ import (
 type Action uint8
 
 // The actions. The zero value is Continue, which only appears inside the
-// checker; the Checker's methods return one of the others.
+// checker; the Checker's methods return one of the others, except Verify,
+// whose Continue means "cannot verify this address".
 const (
 	// Continue means the check had nothing to say (the seed's cont or no
 	// entry); the next check runs.
