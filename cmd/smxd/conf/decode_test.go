@@ -366,6 +366,7 @@ func TestDefault(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "[127.0.0.0/8 ::1/128]", fmtPrefixes(nets))
 	require.Equal(t, "mx.example.org", c.Hostname)
+	require.Zero(t, c.QMGR.IBDB.MaxCommitDelay, "no pause between group commits: docs/configuration.md says why")
 	roundTrip(t, c)
 }
 
