@@ -6,64 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
-
-// syncCountingFS counts the syncs of WAL files, to report how many events
-// share one sync.
-type syncCountingFS struct {
-	vfs.FS
-	syncs *atomic.Int64
-}
-
-func (fs syncCountingFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
-		return f, err
-	}
-	return syncCountingFile{f, fs.syncs}, nil
-}
-
-func (fs syncCountingFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.Create(name, c)
-	return fs.wrap(name, f, err)
-}
-
-func (fs syncCountingFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
-	return fs.wrap(newname, f, err)
-}
-
-func (fs syncCountingFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := fs.FS.OpenReadWrite(name, c, opts...)
-	return fs.wrap(name, f, err)
-}
-
-type syncCountingFile struct {
-	vfs.File
-	syncs *atomic.Int64
-}
-
-func (f syncCountingFile) Sync() error {
-	f.syncs.Add(1)
-	return f.File.Sync()
-}
-
-func (f syncCountingFile) SyncData() error {
-	f.syncs.Add(1)
-	return f.File.SyncData()
-}
-
-func (f syncCountingFile) SyncTo(length int64) (bool, error) {
-	f.syncs.Add(1)
-	return f.File.SyncTo(length)
-}
 
 // BenchmarkAppend measures durable appends of realistic events (the mail
 // flow of sample_test.go: TxnReceived with one to three recipients,
@@ -80,8 +28,7 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 func benchmarkAppend(b *testing.B, writers int) {
-	var syncs atomic.Int64
-	l, err := Open(b.TempDir(), Options{fs: syncCountingFS{vfs.Default, &syncs}})
+	l, err := Open(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -99,7 +46,7 @@ func benchmarkAppend(b *testing.B, writers int) {
 	latencies := make([][]time.Duration, writers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	startSyncs := syncs.Load()
+	startSyncs := l.Stats().WALSyncs
 	start, cpu := time.Now(), cpuTime()
 	for w := range writers {
 		wg.Add(1)
@@ -121,7 +68,7 @@ func benchmarkAppend(b *testing.B, writers int) {
 	b.StopTimer()
 	all := slices.Concat(latencies...)
 	slices.Sort(all)
-	n := syncs.Load() - startSyncs
+	n := l.Stats().WALSyncs - startSyncs
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
 	if n > 0 {

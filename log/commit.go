@@ -3,7 +3,6 @@ package log
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -44,8 +43,6 @@ type recSpan struct {
 	bodyCRC  uint32
 }
 
-var appendBufPool = sync.Pool{New: func() any { return new(appendBuf) }}
-
 // Append adds events to the log as one atomic unit: after a crash either
 // all of them are in the log or none is. It assigns each event its Seq, and
 // its Time when that is zero, in place, and returns the sequence number of
@@ -75,8 +72,8 @@ func (l *Log) Append(ctx context.Context, events ...Event) (lastSeq uint64, err 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	a := appendBufPool.Get().(*appendBuf)
-	defer appendBufPool.Put(a)
+	a := l.appendBufs.Get().(*appendBuf)
+	defer l.appendBufs.Put(a)
 	a.buf, a.recs = a.buf[:0], a.recs[:0]
 	var now time.Time
 	for i := range events {
@@ -106,6 +103,8 @@ func (l *Log) Append(ctx context.Context, events ...Event) (lastSeq uint64, err 
 	for i := range events {
 		events[i].Seq = first + uint64(i)
 	}
+	l.stats.appends.Add(1)
+	l.stats.events.Add(uint64(len(events)))
 	return last, nil
 }
 

@@ -66,6 +66,9 @@ type Log struct {
 	archive   *archive
 	archiveMu sync.Mutex // one Archive pass at a time
 	snapMu    sync.Mutex
+
+	stats      *logStats // see Stats
+	appendBufs sync.Pool // *appendBuf, the encoding buffers of Append
 }
 
 // Open opens the log in dir, creating it if it does not exist, and
@@ -85,6 +88,8 @@ func Open(dir string, opts Options) (*Log, error) {
 	// The sync pause needs the Log, which does not exist yet; until it
 	// does, nothing is appended.
 	var lp atomic.Pointer[Log]
+	stats := new(logStats)
+	opts.fs = walSyncFS{FS: opts.fs, stats: stats}
 	po := pebbleOptions(opts, false)
 	if opts.MaxCommitDelay > 0 {
 		po.WALMinSyncInterval = func() time.Duration {
@@ -98,7 +103,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, openError(dir, pebbleDir, err)
 	}
-	l, err := open(dir, db, opts, false)
+	l, err := open(dir, db, opts, false, stats)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -118,8 +123,9 @@ func (l *Log) syncPause() time.Duration {
 	return l.opts.MaxCommitDelay
 }
 
-// open finishes opening a Log on an open Pebble store.
-func open(dir string, db *pebble.DB, opts Options, readOnly bool) (*Log, error) {
+// open finishes opening a Log on an open Pebble store; stats are the
+// counters of the store's file system.
+func open(dir string, db *pebble.DB, opts Options, readOnly bool, stats *logStats) (*Log, error) {
 	l := &Log{
 		dir:      dir,
 		opts:     opts,
@@ -127,7 +133,9 @@ func open(dir string, db *pebble.DB, opts Options, readOnly bool) (*Log, error) 
 		readOnly: readOnly,
 		notify:   make(chan struct{}),
 		closing:  make(chan struct{}),
+		stats:    stats,
 	}
+	l.appendBufs.New = func() any { return new(appendBuf) }
 	if err := l.checkFormat(); err != nil {
 		return nil, err
 	}

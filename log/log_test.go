@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -249,10 +247,9 @@ func TestAppendCancelledBeforeCommit(t *testing.T) {
 // share syncs: with a pause of 5ms after each sync, 32 appenders looping
 // for 200 appends each need far fewer syncs than appends.
 func TestMaxCommitDelay(t *testing.T) {
-	var syncs atomic.Int64
-	l := openTest(t, t.TempDir(), Options{MaxCommitDelay: 5 * time.Millisecond, fs: syncCountingFS{vfs.Default, &syncs}})
+	l := openTest(t, t.TempDir(), Options{MaxCommitDelay: 5 * time.Millisecond})
 	ctx := context.Background()
-	start := syncs.Load()
+	start := l.Stats().WALSyncs
 	var wg sync.WaitGroup
 	for i := range 32 {
 		wg.Add(1)
@@ -267,10 +264,42 @@ func TestMaxCommitDelay(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	n := syncs.Load() - start
+	n := l.Stats().WALSyncs - start
 	require.Equal(t, uint64(32*200), l.LastSeq())
-	require.Less(t, n, int64(32*200/4), "%d syncs for %d appends", n, 32*200)
+	require.Positive(t, n)
+	require.Less(t, n, uint64(32*200/4), "%d syncs for %d appends", n, 32*200)
 	t.Logf("%d syncs for %d appends", n, 32*200)
+}
+
+// TestStatsCountAppendsAndSyncs checks the figures Stats gives the
+// daemon's metrics: one after the other, every append waits for a sync of
+// its own, so there are at least as many WAL syncs as appends, and they
+// took time.
+func TestStatsCountAppendsAndSyncs(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	before := l.Stats()
+	for range 10 {
+		_, err := l.Append(ctx, everyType()[1])
+		require.NoError(t, err)
+	}
+	_, err = l.Append(ctx, everyType()[:5]...)
+	require.NoError(t, err)
+	_, err = l.Append(ctx, Event{Payload: nil})
+	require.Error(t, err, "a failed append is not counted")
+	st := l.Stats()
+	require.Equal(t, uint64(11), st.Appends-before.Appends)
+	require.Equal(t, uint64(15), st.Events-before.Events)
+	require.GreaterOrEqual(t, st.WALSyncs-before.WALSyncs, uint64(11))
+	require.Positive(t, st.WALSyncTime-before.WALSyncTime)
+	require.NoError(t, l.Close())
+
+	ro, err := OpenReadOnly(dir, Options{})
+	require.NoError(t, err)
+	defer ro.Close()
+	require.Equal(t, Stats{}, ro.Stats(), "a read-only log syncs nothing")
 }
 
 // TestMaxOpenTAsSkipsThePause checks the rule of the sync pause: the

@@ -65,8 +65,8 @@ type Options struct {
 	// archiveDirGiven records that ArchiveDir was set rather than
 	// defaulted.
 	archiveDirGiven bool
-	// fs replaces the file system under Pebble, for tests that count
-	// syncs.
+	// fs is the file system under Pebble: vfs.Default, which Open wraps
+	// to count and time the WAL's syncs (Stats).
 	fs vfs.FS
 }
 

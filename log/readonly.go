@@ -84,7 +84,7 @@ func OpenReadOnly(dir string, opts Options) (*Log, error) {
 			opts.Logger.Debug("read-only copy inconsistent, copying again", "attempt", attempt, "err", err)
 			continue
 		}
-		l, err := open(dir, db, opts, true)
+		l, err := open(dir, db, opts, true, new(logStats))
 		if err != nil {
 			db.Close()
 			os.RemoveAll(copyDir)
