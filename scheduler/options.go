@@ -110,7 +110,8 @@ type Options struct {
 
 	// MergeDelayMax is DSN_handling merge_delay_max: how long failed
 	// recipients of one message wait for others to fail too so that they
-	// share one bounce. Default 60 seconds.
+	// share one bounce. Default 60 seconds; negative means no wait (a
+	// bounce goes as soon as a recipient fails; smx.conf's 0).
 	MergeDelayMax time.Duration
 	// MaxErrorsPerDSN is DSN_handling max_errors_per_DSN: the most
 	// recipients one DSN reports on. Default 16.
@@ -260,7 +261,12 @@ func (o Options) withDefaults() Options {
 	case o.RetryFuzz < 0:
 		o.RetryFuzz = 0
 	}
-	setDur(&o.MergeDelayMax, DefaultMergeDelayMax)
+	switch {
+	case o.MergeDelayMax == 0:
+		o.MergeDelayMax = DefaultMergeDelayMax
+	case o.MergeDelayMax < 0:
+		o.MergeDelayMax = 0
+	}
 	setInt(&o.MaxErrorsPerDSN, DefaultMaxErrorsPerDSN)
 	setInt(&o.InitialConnections, DefaultInitialConnections)
 	setInt(&o.MaxConnections, DefaultMaxConnections)

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/content"
@@ -172,9 +171,9 @@ func SchedulerOptions(c *conf.Config, qc QMGRConf) scheduler.Options {
 	}
 	if o.MergeDelayMax == 0 {
 		// smx.conf's merge_delay_max = 0 means "do not wait"; the
-		// scheduler reads a zero field as its own default (one minute),
-		// so ask for the shortest wait there is.
-		o.MergeDelayMax = time.Nanosecond
+		// scheduler reads a zero field as its own default and a negative
+		// one as no wait.
+		o.MergeDelayMax = -1
 	}
 	return o
 }

@@ -113,7 +113,7 @@ smtpc { connect_only_to = 127.0.0.1; remote_port = 2526; io_timeout = 1m; flags 
 	require.Equal(t, 500, so.IQDBMaxEntries)
 	require.Equal(t, time.Minute, so.RetryMinDelay)
 	require.Equal(t, 2*time.Hour, so.RetryMaxDelay)
-	require.Equal(t, time.Nanosecond, so.MergeDelayMax, "merge_delay_max = 0 means no wait, not the scheduler's default")
+	require.Negative(t, so.MergeDelayMax, "merge_delay_max = 0 means no wait, which the scheduler reads from a negative value, not its default")
 	require.Equal(t, 3, so.InitialConnections)
 	require.Equal(t, 7, so.MaxConnections)
 	require.True(t, so.NoReuseConnection)
