@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 		os.Exit(crashChild(os.Getenv("SMX_LOG_DIR"), false))
 	case "writer":
 		os.Exit(crashChild(os.Getenv("SMX_LOG_DIR"), true))
+	case "reader":
+		os.Exit(readerChild(os.Getenv("SMX_LOG_DIR")))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown SMX_LOG_CHILD")
 		os.Exit(2)

@@ -84,6 +84,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("log: open %s: %w", dir, err)
 	}
+	// A reader that died left its copy, whose hard links keep sstables
+	// this process deleted on the disk.
+	removeStaleCopies(dir, opts.Logger)
 	pebbleDir := filepath.Join(dir, "pebble")
 	// The sync pause needs the Log, which does not exist yet; until it
 	// does, nothing is appended.

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -42,9 +42,13 @@ import (
 // the end of the log (with FormatWALSyncChunks it still reports damage in
 // the part that was synced). The copy is opened with Options.ReadOnly: WAL
 // replay happens in memory and nothing is written. The copy lives in
-// dir/readers/<pid>-<time> (hard links need the same file system), or in
-// the system's temporary directory when dir is not writable; Close removes
-// it, and the next open removes copies whose process is gone.
+// dir/readers/<pid>-<random> (hard links need the same file system), or in
+// the system's temporary directory as smx-log-<pid>-<random> when dir is
+// not writable; each reader has its own, so concurrent readers, in one
+// process or several, never share one. Close removes it. A reader that
+// dies first leaves its copy behind, and its hard links would keep the
+// sstables the writer has since deleted on the disk: the next Open or
+// OpenReadOnly removes every copy whose process is gone.
 
 // maxCopyAttempts bounds how often OpenReadOnly copies the store when
 // compactions keep racing with it.
@@ -66,7 +70,7 @@ func OpenReadOnly(dir string, opts Options) (*Log, error) {
 	if _, err := os.Stat(src); err != nil {
 		return nil, fmt.Errorf("log: open %s read-only: %w", dir, err)
 	}
-	removeStaleCopies(dir, opts)
+	removeStaleCopies(dir, opts.Logger)
 	var lastErr error
 	for attempt := 1; attempt <= maxCopyAttempts; attempt++ {
 		copyDir, err := makeCopyDir(dir)
@@ -96,37 +100,57 @@ func OpenReadOnly(dir string, opts Options) (*Log, error) {
 	return nil, fmt.Errorf("log: read-only, after %d copies: %w", maxCopyAttempts, lastErr)
 }
 
-// makeCopyDir makes a directory for a copy of the store, inside dir when
-// that is writable so that sstables can be hard-linked.
+// tempCopyPrefix starts the names of copies in the system's temporary
+// directory.
+const tempCopyPrefix = "smx-log-"
+
+// makeCopyDir makes a directory of its own for a copy of the store, inside
+// dir when that is writable so that sstables can be hard-linked.
 func makeCopyDir(dir string) (string, error) {
-	name := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	pid := strconv.Itoa(os.Getpid()) + "-"
 	readers := filepath.Join(dir, "readers")
 	if err := os.MkdirAll(readers, 0o750); err == nil {
-		p := filepath.Join(readers, name)
-		if err := os.Mkdir(p, 0o750); err == nil {
+		if p, err := os.MkdirTemp(readers, pid); err == nil {
 			return p, nil
 		}
 	}
-	return os.MkdirTemp("", "smx-log-"+name+"-")
+	return os.MkdirTemp("", tempCopyPrefix+pid)
 }
 
-// removeStaleCopies removes copies left behind by processes that ended
-// without closing their Log.
-func removeStaleCopies(dir string, opts Options) {
-	readers := filepath.Join(dir, "readers")
-	entries, err := os.ReadDir(readers)
+// removeStaleCopies removes the copies left behind by read-only Logs whose
+// process ended without closing them: in dir/readers, and in the system's
+// temporary directory.
+func removeStaleCopies(dir string, logger *slog.Logger) {
+	removeDeadCopies(filepath.Join(dir, "readers"), "", logger)
+	removeDeadCopies(os.TempDir(), tempCopyPrefix, logger)
+}
+
+// removeDeadCopies removes the entries of parent named prefix + pid + "-"
+// + anything whose process pid no longer exists. A process of another user
+// counts as existing (kill says EPERM); a process that took the pid of a
+// dead reader keeps its copy until it ends too.
+func removeDeadCopies(parent, prefix string, logger *slog.Logger) {
+	entries, err := os.ReadDir(parent)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		pidStr, _, ok := strings.Cut(e.Name(), "-")
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidStr)
 		if !ok || err != nil || pid <= 0 {
 			continue
 		}
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			opts.Logger.Debug("removing stale read-only copy", "dir", e.Name())
-			os.RemoveAll(filepath.Join(readers, e.Name()))
+			path := filepath.Join(parent, e.Name())
+			if err := os.RemoveAll(path); err != nil {
+				logger.Warn("removing the read-only copy of a reader that is gone", "dir", path, "err", err)
+				continue
+			}
+			logger.Debug("removed the read-only copy of a reader that is gone", "dir", path)
 		}
 	}
 }
