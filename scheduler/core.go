@@ -88,6 +88,7 @@ func (h *groupHeap) Pop() any {
 type conn struct {
 	key     string
 	window  int // connections allowed now
+	initial int // oci:
 	max     int // ocm:
 	open    int // sessions open: busy and idle
 	busy    int
@@ -97,6 +98,10 @@ type conn struct {
 	// queue of the first of its IPs that is not unreachable, the one they
 	// are expected to reach.
 	unreachable bool
+	// used is when a transaction last started or ended here; an IP
+	// without sessions or waiting transactions is forgotten some time
+	// after it (see sweep).
+	used time.Time
 }
 
 // idleSession is a session waiting in the connection cache for another
@@ -223,6 +228,9 @@ type core struct {
 	reserved map[string]int32
 
 	destReason map[string]string // why a destination was marked down (see downReason)
+	// swept is when sweep last forgot the connection states and down
+	// reasons nobody needs any more.
+	swept time.Time
 
 	dsnPending    map[string]time.Time // txn -> when its owed DSNs must go
 	dsnInProgress map[string]bool
@@ -494,7 +502,9 @@ func (c *core) downReason(dest string) string {
 			}
 		}
 	}
-	c.destReason[dest] = reason
+	// Kept beyond the events they come from: copies, so that they do not
+	// hold the log's decoded records alive (see log.Event).
+	c.destReason[strings.Clone(dest)] = strings.Clone(reason)
 	return reason
 }
 
@@ -579,7 +589,10 @@ func (c *core) conn(k string) *conn {
 			ip = h
 		}
 		initial, maximum := c.limits.lookup(ip)
-		cn = &conn{key: k, window: initial, max: maximum}
+		// The key comes from a route, a decoded event's strings: a copy,
+		// so that the state does not keep the event alive.
+		k = strings.Clone(k)
+		cn = &conn{key: k, window: initial, initial: initial, max: maximum, used: c.now}
 		c.conns[k] = cn
 	}
 	return cn
@@ -590,7 +603,7 @@ func (c *core) conn(k string) *conn {
 // delay warning.
 func (c *core) onDeferred(ev log.Event, p *log.RcptDeferred) {
 	if !p.HostDownUntil.IsZero() && p.Destination != "" {
-		c.destReason[p.Destination] = p.Reason
+		c.destReason[strings.Clone(p.Destination)] = strings.Clone(p.Reason)
 		c.deferDestination(p.Destination, p.HostDownUntil, p.Reason)
 	}
 	r, ok := c.q.Recipient(ev.Txn, ev.Rcpt)
@@ -618,7 +631,7 @@ func (c *core) warn(txn string, rcpt int32, due time.Time) {
 	w := c.delayWarn[txn]
 	if w == nil {
 		w = &delayWarning{due: due}
-		c.delayWarn[txn] = w
+		c.delayWarn[strings.Clone(txn)] = w
 	}
 	if !slices.Contains(w.rcpts, rcpt) {
 		w.rcpts = append(w.rcpts, rcpt)
@@ -679,7 +692,7 @@ func (c *core) onTerminal(ev log.Event) {
 	}
 	if m.DSNOwed > 0 {
 		if _, pending := c.dsnPending[ev.Txn]; !pending {
-			c.dsnPending[ev.Txn] = eventTime(ev, c.now).Add(c.opts.MergeDelayMax)
+			c.dsnPending[strings.Clone(ev.Txn)] = eventTime(ev, c.now).Add(c.opts.MergeDelayMax)
 		}
 		c.dirty = true
 		return
@@ -916,6 +929,7 @@ func (c *core) dispatch() {
 				cn.open++
 			}
 			holder.busy++
+			holder.used = c.now
 			c.startGroup(g, sess, holder)
 		}
 		if !waiting {
@@ -982,6 +996,7 @@ func (c *core) delivered(d deliveryDone) {
 	c.delivering--
 	cn := c.conn(d.job.connKey)
 	cn.busy--
+	cn.used = c.now
 	holder := cn
 	var reached *conn
 	if d.sessionIP != "" {
@@ -1082,6 +1097,43 @@ func (c *core) expireIdle() {
 	slices.SortFunc(old, func(a, b *idleSession) int { return a.since.Compare(b.since) })
 	for _, s := range old {
 		c.removeIdle(s)
+	}
+}
+
+// sweep forgets, at most once per retry_max_delay, what the scheduler
+// keeps per destination and no longer needs, so that a long-running daemon
+// that has talked to many destinations does not keep them all (nor list
+// them all in its metrics):
+//
+//   - the connection state of an IP with no session and no waiting
+//     transaction, last used retry_max_delay ago or more; its slow start
+//     begins again at initial_connections with the next transaction, as
+//     Postfix's does when a destination's queue empties. A window that
+//     failures shrank, or an IP marked unreachable, is kept until
+//     queue_return_timeout has passed, when no recipient deferred by
+//     those failures can still be queued: its retries start small.
+//   - the down reason of a destination the host status cache no longer
+//     has down.
+func (c *core) sweep() {
+	if c.now.Sub(c.swept) < c.opts.RetryMaxDelay {
+		return
+	}
+	c.swept = c.now
+	for k, cn := range c.conns {
+		idle := c.now.Sub(cn.used)
+		keep := c.opts.RetryMaxDelay
+		if cn.unreachable || cn.window < cn.initial {
+			keep = c.opts.QueueReturnTimeout
+		}
+		if cn.open == 0 && cn.busy == 0 && cn.pending.Len() == 0 && idle >= keep {
+			delete(c.conns, k)
+			delete(c.runnable, cn)
+		}
+	}
+	for dest := range c.destReason {
+		if _, down := c.q.HostDown(dest, c.now); !down {
+			delete(c.destReason, dest)
+		}
 	}
 }
 
@@ -1277,6 +1329,7 @@ func (c *core) step(now time.Time) {
 	}
 	c.timeouts()
 	c.expireIdle()
+	c.sweep()
 	c.dsns()
 	c.releases()
 	c.fill()
