@@ -2,28 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/smx-mta/smx/cmd/smxd/conf"
+	"github.com/smx-mta/smx/cmd/smxd/wire"
 	"github.com/smx-mta/smx/smtp/maps"
-	"github.com/smx-mta/smx/smtp/policy"
 	"github.com/smx-mta/smx/smtp/resolver"
-	"github.com/smx-mta/smx/smtp/resolver/dnsclient"
-)
-
-// The names under which `smxctl map lookup` finds SMAR's own maps when
-// they are given as files rather than declared maps.
-const (
-	mapAccess      = "access_map"
-	mapAliases     = "aliases"
-	mapMailertable = "mailertable"
 )
 
 func newMapCmd(flags *globalFlags) *cobra.Command {
@@ -48,13 +36,16 @@ func newMapCmd(flags *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			set, err := openMaps(c, args[0])
+			set, notes, err := wire.OpenMaps(c, args[0])
 			if err != nil {
 				return err
 			}
 			defer set.Close()
 			m, ok := set.Get(args[0])
 			if !ok {
+				for _, n := range notes {
+					fmt.Fprintln(cmd.ErrOrStderr(), n)
+				}
 				return fmt.Errorf("map %s is not declared (declared: %s)", args[0], strings.Join(set.Names(), ", "))
 			}
 			return runLookup(cmd.Context(), cmd.OutOrStdout(), m, c.SMAR.AddressDelimiter, tag, args[1], exact)
@@ -77,13 +68,13 @@ func newMapCmd(flags *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, closer, err := newResolverFromConfig(c)
+			smar, err := wire.OpenResolver(c)
 			if err != nil {
 				return err
 			}
-			defer closer()
+			defer smar.Close()
 			out := cmd.OutOrStdout()
-			res := r.ResolveTrace(cmd.Context(), args[0], func(s string) { fmt.Fprintln(out, "  "+s) })
+			res := smar.Resolver.ResolveTrace(cmd.Context(), args[0], func(s string) { fmt.Fprintln(out, "  "+s) })
 			printResult(out, res)
 			return nil
 		},
@@ -163,203 +154,4 @@ func printResult(out io.Writer, r resolver.Result) {
 		}
 		fmt.Fprintf(out, "destination: %s\n", r.Destination)
 	}
-}
-
-// mapSpecs turns the map declarations and smar's file-named maps into
-// Specs. only, when not empty, limits them to that map and what it needs.
-func mapSpecs(c *conf.Config, only string) ([]maps.Spec, error) {
-	aliasesName := c.SMAR.Aliases.Name
-	var specs []maps.Spec
-	for _, m := range c.SMAR.Maps {
-		spec := maps.Spec{Name: m.Name, Type: m.Type, File: m.File, MapName: m.MapName,
-			Path: m.Path, Address: m.Address, Port: m.Port, Maps: m.Maps, Timeout: 5 * time.Second}
-		if m.Type == "cdb" {
-			return nil, fmt.Errorf("map %s: type cdb (tinycdb) is not supported; use type hash", m.Name)
-		}
-		if m.Name == aliasesName {
-			spec.Format = maps.FormatAliases
-		}
-		specs = append(specs, spec)
-	}
-	var dnsblTags []string
-	for _, bl := range c.SMAR.DNSBL {
-		dnsblTags = append(dnsblTags, bl.Tag)
-	}
-	validate := map[string]func(map[string]string) error{
-		mapMailertable: resolver.CheckMailertable,
-		mapAccess:      policy.CheckAccessMap(dnsblTags),
-	}
-	files := []struct {
-		name, file, ref string
-		format          maps.Format
-	}{
-		{mapMailertable, c.SMAR.Mailertable.File, c.SMAR.Mailertable.Name, maps.FormatPlain},
-		{mapAliases, c.SMAR.Aliases.File, c.SMAR.Aliases.Name, maps.FormatAliases},
-		{mapAccess, c.SMAR.AccessMap.File, c.SMAR.AccessMap.Name, maps.FormatPlain},
-	}
-	// A declared map used as mailertable or access map is checked too.
-	for i := range specs {
-		switch specs[i].Name {
-		case c.SMAR.Mailertable.Name:
-			specs[i].Validate = validate[mapMailertable]
-		case c.SMAR.AccessMap.Name:
-			specs[i].Validate = validate[mapAccess]
-		}
-	}
-	for _, f := range files {
-		if f.ref != "" || f.file == "" {
-			continue
-		}
-		if only != "" && only != f.name {
-			continue
-		}
-		specs = append(specs, maps.Spec{Name: f.name, Type: maps.TypeHash, File: f.file, Format: f.format,
-			Validate: validate[f.name]})
-	}
-	if only == "" {
-		return specs, nil
-	}
-	// Keep only the map asked for and the maps a sequence needs.
-	byName := map[string]maps.Spec{}
-	for _, s := range specs {
-		byName[s.Name] = s
-	}
-	need := map[string]bool{}
-	var mark func(string)
-	mark = func(n string) {
-		if need[n] {
-			return
-		}
-		need[n] = true
-		for _, m := range byName[n].Maps {
-			mark(m)
-		}
-	}
-	mark(only)
-	var out []maps.Spec
-	for _, s := range specs {
-		if need[s.Name] {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-func openMaps(c *conf.Config, only string) (*maps.Set, error) {
-	specs, err := mapSpecs(c, only)
-	if err != nil {
-		return nil, err
-	}
-	return maps.Open(specs)
-}
-
-// newResolverFromConfig builds SMAR's resolver from the configuration the
-// way smxd does: declared maps, the mailertable, aliases and
-// local_user_map, and DNS.
-func newResolverFromConfig(c *conf.Config) (*resolver.Resolver, func(), error) {
-	specs, err := mapSpecs(c, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	// The access map is not needed to resolve; leave it out so that a
-	// missing access.db does not stop the test.
-	specs = dropSpec(specs, mapAccess)
-	set, err := maps.Open(specs)
-	if err != nil {
-		return nil, nil, err
-	}
-	get := func(ref, file, fallback string) (maps.Map, error) {
-		name := ref
-		if name == "" {
-			if file == "" {
-				return nil, nil
-			}
-			name = fallback
-		}
-		m, ok := set.Get(name)
-		if !ok {
-			return nil, fmt.Errorf("map %s is not declared", name)
-		}
-		return m, nil
-	}
-	opts := resolver.Options{
-		AddressDelimiters:       c.SMAR.AddressDelimiter,
-		Hostname:                c.Hostname,
-		LMTPSocket:              c.SMTPC.LMTPSocket,
-		LocalUserImplicitDetail: c.SMAR.LocalUserMap.Flags.ImplicitlyMatchDetail,
-		MailertableFlags:        lookupFlags(c.SMAR.Mailertable.Flags),
-		AliasFlags:              aliasFlags(c.SMAR.Aliases.Flags),
-	}
-	var errs []error
-	var e error
-	opts.Mailertable, e = get(c.SMAR.Mailertable.Name, c.SMAR.Mailertable.File, mapMailertable)
-	errs = append(errs, e)
-	opts.Aliases, e = get(c.SMAR.Aliases.Name, c.SMAR.Aliases.File, mapAliases)
-	errs = append(errs, e)
-	if c.SMAR.LocalUserMap.Name != "" {
-		opts.LocalUsers, e = get(c.SMAR.LocalUserMap.Name, "", "")
-		errs = append(errs, e)
-	}
-	if err := errors.Join(errs...); err != nil {
-		set.Close()
-		return nil, nil, err
-	}
-	dnsOpts := dnsclient.Options{
-		Timeout:  c.SMAR.DNS.Timeout,
-		Attempts: c.SMAR.DNS.Retries + 1,
-		UseTCP:   c.SMAR.DNS.Flags.UseTCP,
-	}
-	if len(c.SMAR.DNS.Nameservers) > 0 {
-		dnsOpts.Nameservers = c.SMAR.DNS.Nameservers
-	}
-	dc, err := dnsclient.New(dnsOpts)
-	if err != nil {
-		set.Close()
-		return nil, nil, err
-	}
-	opts.DNS = dc
-	return resolver.New(opts), func() { set.Close() }, nil
-}
-
-func dropSpec(specs []maps.Spec, name string) []maps.Spec {
-	out := specs[:0]
-	for _, s := range specs {
-		if s.Name != name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func lookupFlags(f conf.LookupFlags) maps.Flags {
-	var out maps.Flags
-	for _, x := range []struct {
-		on   bool
-		flag maps.Flags
-	}{
-		{f.FullAddress, maps.FullAddress}, {f.DetailPlus, maps.DetailPlus}, {f.DetailStar, maps.DetailStar},
-		{f.Star, maps.Star}, {f.Domain, maps.DomainPart}, {f.DotSubdomain, maps.DotSubdomain}, {f.Dot, maps.Dot},
-	} {
-		if x.on {
-			out |= x.flag
-		}
-	}
-	return out
-}
-
-func aliasFlags(f conf.AliasesFlags) resolver.AliasFlags {
-	var out resolver.AliasFlags
-	for _, x := range []struct {
-		on   bool
-		flag resolver.AliasFlags
-	}{
-		{f.LocalPart, resolver.AliasLocalPart}, {f.LocalDomains, resolver.AliasLocalDomains},
-		{f.AllDomains, resolver.AliasAllDomains}, {f.ImplicitlyMatchDetail, resolver.AliasImplicitDetail},
-		{f.ReplaceMacros, resolver.AliasReplaceMacros}, {f.PreserveDomain, resolver.AliasPreserveDomain},
-	} {
-		if x.on {
-			out |= x.flag
-		}
-	}
-	return out
 }

@@ -133,9 +133,63 @@ func DNSOptions(c *conf.Config) dnsclient.Options {
 	return o
 }
 
-// OpenSMAR opens the maps and builds the DNS client and the resolver.
-func OpenSMAR(c *conf.Config) (*SMAR, error) {
-	withAccess := NeedsAccessMap(c)
+// OpenSMAR opens the maps and builds the DNS client and the resolver, with
+// the access map when an smtps section has the access flag: SMAR as smxd
+// runs it.
+func OpenSMAR(c *conf.Config) (*SMAR, error) { return openSMAR(c, NeedsAccessMap(c)) }
+
+// OpenResolver is OpenSMAR without the access map: what resolving an
+// address needs (smxctl map test), so that an access map that does not
+// load does not stop it.
+func OpenResolver(c *conf.Config) (*SMAR, error) { return openSMAR(c, false) }
+
+// OpenMaps opens the map named only, with the maps a sequence of it
+// needs, as smxd would declare them (access_map included); with only
+// empty, every map. The notes say which default map files were left out.
+func OpenMaps(c *conf.Config, only string) (*maps.Set, []string, error) {
+	specs, notes, err := MapSpecs(c, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if only != "" {
+		specs = specsFor(specs, only)
+	}
+	set, err := maps.Open(specs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return set, notes, nil
+}
+
+// specsFor keeps the spec named name and those a sequence of it needs,
+// transitively.
+func specsFor(specs []maps.Spec, name string) []maps.Spec {
+	byName := map[string]maps.Spec{}
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	need := map[string]bool{}
+	var mark func(string)
+	mark = func(n string) {
+		if need[n] {
+			return
+		}
+		need[n] = true
+		for _, m := range byName[n].Maps {
+			mark(m)
+		}
+	}
+	mark(name)
+	var out []maps.Spec
+	for _, s := range specs {
+		if need[s.Name] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func openSMAR(c *conf.Config, withAccess bool) (*SMAR, error) {
 	specs, notes, err := MapSpecs(c, withAccess)
 	if err != nil {
 		return nil, err

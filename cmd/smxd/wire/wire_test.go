@@ -139,3 +139,45 @@ smtpc { connect_only_to = 127.0.0.1; remote_port = 2526; io_timeout = 1m; flags 
 	require.Zero(t, lo.MaxCommitDelay, "the group commit does not pause by default")
 	require.Equal(t, filepath.Join(dir, "spool", "cdb"), CDBDirectory(c))
 }
+
+// OpenMaps opens the map asked for and the maps its sequence needs, and
+// nothing else, so that one map that does not load (here an access map
+// whose file is missing) does not stop a lookup in another; OpenResolver
+// leaves the access map out.
+func TestOpenMapsOnlyWhatIsAsked(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"routes":  ". esmtp:[127.0.0.1]\n",
+		"virtual": "a@v.test b@v.test\n",
+		"extra":   "c@v.test d@v.test\n",
+		"other":   "x y\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
+	c := load(t, dir, `queue_directory = spool;
+map virtual { type = hash; file = virtual; }
+map extra { type = hash; file = extra; }
+map both { type = sequence; maps = { virtual, extra }; }
+map other { type = hash; file = other; }
+smar { mailertable { file = routes; } access_map { file = missing-access; } }
+smtps MTA { listen_socket { port = 2525; } flags = { access }; }`)
+
+	set, notes, err := OpenMaps(c, "both")
+	require.NoError(t, err)
+	require.Equal(t, []string{"aliases: default file " + filepath.Join(dir, "aliases.db") + " does not exist; none is used"}, notes)
+	require.ElementsMatch(t, []string{"both", "extra", "virtual"}, set.Names(), "not other, not the mailertable")
+	set.Close()
+
+	_, _, err = OpenMaps(c, "access_map")
+	require.ErrorContains(t, err, filepath.Join(dir, "missing-access"))
+	_, err = OpenSMAR(c)
+	require.ErrorContains(t, err, filepath.Join(dir, "missing-access"), "smxd needs the access map it is told to use")
+
+	s, err := OpenResolver(c)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Nil(t, s.Access)
+	res := s.Resolver.Resolve(context.Background(), "u@anywhere.test")
+	require.Nil(t, res.Failure)
+	require.Equal(t, "esmtp:[127.0.0.1]:25", res.Destination)
+}
