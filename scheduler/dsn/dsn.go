@@ -186,7 +186,7 @@ func Write(w io.Writer, r *Report, original io.Reader) (eightBit bool, err error
 	p("Content-Type: text/plain; charset=%s", charset)
 	p("Content-Description: Notification")
 	p("")
-	writeText(bw, r)
+	writeText(bw, r, global)
 	p("")
 
 	// The machine-readable part.
@@ -203,7 +203,7 @@ func Write(w io.Writer, r *Report, original io.Reader) (eightBit bool, err error
 		field(bw, "X-SMX-Queue-ID", r.QueueID)
 	}
 	if r.ENVID != "" {
-		field(bw, "Original-Envelope-Id", clean(r.ENVID))
+		field(bw, "Original-Envelope-Id", clean(r.ENVID, global))
 	}
 	if r.Sender != "" {
 		field(bw, "X-SMX-Sender", addrType(r.Sender)+"; "+r.Sender)
@@ -220,14 +220,14 @@ func Write(w io.Writer, r *Report, original io.Reader) (eightBit bool, err error
 		field(bw, "Action", rc.Action)
 		field(bw, "Status", rc.Status)
 		if rc.RemoteMTA != "" {
-			field(bw, "Remote-MTA", "dns; "+clean(rc.RemoteMTA))
+			field(bw, "Remote-MTA", "dns; "+clean(rc.RemoteMTA, global))
 		}
 		if rc.Diagnostic != "" {
 			typ := rc.DiagnosticType
 			if typ == "" {
 				typ = "smtp"
 			}
-			field(bw, "Diagnostic-Code", typ+"; "+clean(rc.Diagnostic))
+			field(bw, "Diagnostic-Code", typ+"; "+clean(rc.Diagnostic, global))
 		}
 		if !rc.LastAttempt.IsZero() {
 			field(bw, "Last-Attempt-Date", rc.LastAttempt.Format(time.RFC1123Z))
@@ -271,8 +271,9 @@ func Write(w io.Writer, r *Report, original io.Reader) (eightBit bool, err error
 	return eightBit, nil
 }
 
-// writeText writes the human-readable part.
-func writeText(w *bufio.Writer, r *Report) {
+// writeText writes the human-readable part; global says whether it may
+// hold UTF-8 (charset utf-8) or must be ASCII.
+func writeText(w *bufio.Writer, r *Report, global bool) {
 	line := func(s string) {
 		if strings.HasPrefix(s, "--") {
 			// Never a line that could be taken for a boundary.
@@ -300,7 +301,7 @@ func writeText(w *bufio.Writer, r *Report) {
 	line("")
 	for _, rc := range r.Recipients {
 		var b strings.Builder
-		b.WriteString("<" + clean(rc.Addr) + ">: ")
+		b.WriteString("<" + clean(rc.Addr, global) + ">: ")
 		switch rc.Action {
 		case ActionRelayed:
 			b.WriteString("relayed to a server that does not offer delivery notifications")
@@ -313,12 +314,12 @@ func writeText(w *bufio.Writer, r *Report) {
 			if rc.Action != ActionFailed && rc.Action != ActionDelayed {
 				b.WriteString(": ")
 			}
-			b.WriteString(clean(rc.Diagnostic))
+			b.WriteString(clean(rc.Diagnostic, global))
 		}
 		if rc.RemoteMTA != "" || rc.Stage != "" {
 			b.WriteString(" (")
 			if rc.RemoteMTA != "" {
-				b.WriteString("host " + clean(rc.RemoteMTA))
+				b.WriteString("host " + clean(rc.RemoteMTA, global))
 				if rc.Stage != "" {
 					b.WriteString(", ")
 				}
@@ -395,12 +396,18 @@ func wrap(s string, width int) []string {
 
 // clean makes untrusted text safe for one header field or text line:
 // control characters (CR and LF among them) become spaces and invalid
-// UTF-8 becomes U+FFFD.
-func clean(s string) string {
+// UTF-8 becomes U+FFFD. Unless allowUTF8 says so (a report with the RFC 6533
+// types and charset utf-8), every other byte above 127 becomes '?': a
+// remote server's reply in UTF-8 must not make a us-ascii report 8-bit,
+// which it would then be sent as 7BIT.
+func clean(s string, allowUTF8 bool) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20 || r == 0x7f:
 			return ' '
+		case r >= utf8.RuneSelf && !allowUTF8:
+			return '?'
 		}
 		return r
 	}, s)

@@ -251,6 +251,30 @@ func TestNoOriginalAndHostileText(t *testing.T) {
 	require.Contains(t, p.orig, "more")
 }
 
+// TestUTF8ReplyInASCIIReport: a remote server's reply in UTF-8 does not
+// make a report on ASCII addresses 8-bit (it is sent as 7BIT); in a report
+// with UTF-8 addresses it stays as it was.
+func TestUTF8ReplyInASCIIReport(t *testing.T) {
+	r := failedReport()
+	r.Recipients[0].Diagnostic = "550 5.1.1 Empfänger unbekannt"
+	var buf bytes.Buffer
+	eight, err := Write(&buf, r, strings.NewReader(original))
+	require.NoError(t, err)
+	require.False(t, eight)
+	require.True(t, isASCII(buf.String()))
+	p := parse(t, buf.Bytes())
+	require.Equal(t, "smtp; 550 5.1.1 Empf?nger unbekannt", p.perRcpt[0].Get("Diagnostic-Code"))
+	require.Contains(t, unfold(p.text), "550 5.1.1 Empf?nger unbekannt")
+
+	r.Recipients[1].Addr = "jörg@example.net"
+	buf.Reset()
+	eight, err = Write(&buf, r, strings.NewReader(original))
+	require.NoError(t, err)
+	require.True(t, eight)
+	p = parse(t, buf.Bytes())
+	require.Equal(t, "smtp; 550 5.1.1 Empfänger unbekannt", p.perRcpt[0].Get("Diagnostic-Code"))
+}
+
 func TestUTF8Addresses(t *testing.T) {
 	r := failedReport()
 	r.Recipients[0].Addr = "jörg@example.com"

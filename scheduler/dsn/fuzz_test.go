@@ -14,6 +14,7 @@ func FuzzWrite(f *testing.F) {
 	f.Add("no header at all", "550 x\r\nBcc: y", false)
 	f.Add("Subject: a\n\n--S0000000000000001200/mx.smx.test--\n", "--S0000000000000001200/mx.smx.test", true)
 	f.Add("\xff\xfe: \x00\r\n\r\n", "\xff", true)
+	f.Add(original, "550 5.1.1 Benutzer unbekannt: jörg", false)
 	f.Fuzz(func(t *testing.T, orig, diag string, full bool) {
 		r := failedReport()
 		r.Recipients[0].Diagnostic = diag
@@ -22,8 +23,12 @@ func FuzzWrite(f *testing.F) {
 			r.Return = ReturnFull
 		}
 		var buf bytes.Buffer
-		if _, err := Write(&buf, r, strings.NewReader(orig)); err != nil {
+		eight, err := Write(&buf, r, strings.NewReader(orig))
+		if err != nil {
 			t.Fatal(err)
+		}
+		if isASCII(orig) && (eight || !isASCII(buf.String())) {
+			t.Fatalf("a report on ASCII addresses and an ASCII original has 8-bit content (reported: %v)", eight)
 		}
 		p := parse(t, buf.Bytes())
 		if len(p.perRcpt) != 2 || p.perRcpt[0].Get("Action") != "failed" {
