@@ -1271,6 +1271,10 @@ func (c *core) dsns() {
 		switch {
 		case len(failed) > 0:
 			job(failed, log.DSNFailure, !c.opts.HeaderOnly && !bouncedBefore)
+			if len(success) > 0 {
+				// The success notices go in a DSN of their own, next.
+				c.dsnPending[txn] = c.now
+			}
 		case len(success) > 0:
 			job(success, log.DSNSuccess, false)
 		}

@@ -14,9 +14,11 @@ import (
 
 // parsedDSN is a DSN read back with the standard library's parsers.
 type parsedDSN struct {
-	to, subject string
-	rcpts       []textproto.MIMEHeader
-	returned    string // content type of the third part, "none" without
+	from, to, subject string
+	perMessage        textproto.MIMEHeader
+	rcpts             []textproto.MIMEHeader
+	returned          string // content type of the third part, "none" without
+	returnedBody      bool   // the third part goes on past the header
 }
 
 func parseDSN(raw []byte) (*parsedDSN, error) {
@@ -28,7 +30,10 @@ func parseDSN(raw []byte) (*parsedDSN, error) {
 	if err != nil || mt != "multipart/report" {
 		return nil, fmt.Errorf("content type %q: %v", mt, err)
 	}
-	p := &parsedDSN{to: msg.Header.Get("To"), subject: msg.Header.Get("Subject"), returned: "none"}
+	if params["report-type"] != "delivery-status" {
+		return nil, fmt.Errorf("report-type %q", params["report-type"])
+	}
+	p := &parsedDSN{from: msg.Header.Get("From"), to: msg.Header.Get("To"), subject: msg.Header.Get("Subject"), returned: "none"}
 	mr := multipart.NewReader(msg.Body, params["boundary"])
 	if _, err := mr.NextPart(); err != nil {
 		return nil, err
@@ -38,7 +43,7 @@ func parseDSN(raw []byte) (*parsedDSN, error) {
 		return nil, err
 	}
 	tr := textproto.NewReader(bufio.NewReader(part))
-	if _, err := tr.ReadMIMEHeader(); err != nil {
+	if p.perMessage, err = tr.ReadMIMEHeader(); err != nil {
 		return nil, err
 	}
 	for {
@@ -58,5 +63,14 @@ func parseDSN(raw []byte) (*parsedDSN, error) {
 		return nil, err
 	}
 	p.returned = strings.SplitN(part.Header.Get("Content-Type"), ";", 2)[0]
+	returned, err := io.ReadAll(part)
+	if err != nil {
+		return nil, err
+	}
+	_, rest, _ := strings.Cut(string(returned), "\r\n\r\n")
+	p.returnedBody = strings.TrimSpace(rest) != ""
+	if _, err := mr.NextPart(); err != io.EOF {
+		return nil, fmt.Errorf("a part after the returned message: %v", err)
+	}
 	return p, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/mail"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -247,6 +248,8 @@ func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 			h.opts.MergeDelayMax = dur()
 		case "max-errors":
 			h.opts.MaxErrorsPerDSN = num()
+		case "header-only":
+			h.opts.HeaderOnly = true
 		case "max-rcpts":
 			h.opts.SMTPMaxRcptsPerTransaction = num()
 		case "sched-timeout":
@@ -601,10 +604,17 @@ func (h *harness) printNew(quiet bool) string {
 }
 
 func (h *harness) receive(txn, from string, rcpts []log.Recipient) {
+	h.receiveWith(txn, from, rcpts, "", "")
+}
+
+// receiveWith receives a message with the RET and ENVID parameters of its
+// MAIL command.
+func (h *harness) receiveWith(txn, from string, rcpts []log.Recipient, ret, envid string) {
 	body := "From: <" + from + ">\r\nSubject: test " + txn + "\r\nMessage-ID: <" + txn + "@client>\r\n\r\nbody\r\n"
 	ref := h.content.put(body)
 	h.log.Append(context.Background(), log.Event{Txn: txn, Rcpt: log.NoRcpt, Payload: &log.TxnReceived{
 		Sender: from, Rcpts: rcpts, Content: ref, ContentSize: int64(len(body)), ReceivedAt: h.clk.Now(), Protocol: "ESMTP",
+		RET: ret, ENVID: envid,
 	}})
 }
 
@@ -673,6 +683,7 @@ func TestStories(t *testing.T) {
 				var rcpts []log.Recipient
 				var notify log.Notify
 				var orcpts []string
+				var ret, envid string
 				for _, a := range d.CmdArgs[1:] {
 					switch a.Key {
 					case "from":
@@ -688,6 +699,10 @@ func TestStories(t *testing.T) {
 					case "orcpt":
 						// orcpt=(X,Y): the ORCPT of each recipient in order.
 						orcpts = a.Vals
+					case "ret":
+						ret = a.Vals[0]
+					case "envid":
+						envid = a.Vals[0]
 					}
 				}
 				for i := range rcpts {
@@ -696,7 +711,7 @@ func TestStories(t *testing.T) {
 						rcpts[i].ORCPT = orcpts[i]
 					}
 				}
-				h.receive(txn, from, rcpts)
+				h.receiveWith(txn, from, rcpts, ret, envid)
 				return ""
 			case "flood":
 				// flood PREFIX n=N to=ADDR: N messages of one recipient.
@@ -850,19 +865,45 @@ func (h *harness) describeDSN(txn string) string {
 	if err != nil {
 		h.t.Fatalf("DSN %s does not parse: %v", txn, err)
 	}
+	// Dates as the story's clock shows them.
+	date := func(v string) string {
+		t, err := mail.ParseDate(v)
+		if err != nil {
+			h.t.Fatalf("DSN %s: date %q: %v", txn, v, err)
+		}
+		return rel(t)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "to=%s subject=%q\n", p.to, p.subject)
+	fmt.Fprintf(&b, "  from=%q reporting-mta=%q arrival=%s", p.from, p.perMessage.Get("Reporting-MTA"), date(p.perMessage.Get("Arrival-Date")))
+	if id := p.perMessage.Get("Original-Envelope-Id"); id != "" {
+		fmt.Fprintf(&b, " envid=%s", id)
+	}
+	b.WriteByte('\n')
 	for _, r := range p.rcpts {
 		fmt.Fprintf(&b, "  %s", r.Get("Final-Recipient"))
 		if o := r.Get("Original-Recipient"); o != "" {
 			fmt.Fprintf(&b, " orcpt=%q", o)
 		}
 		fmt.Fprintf(&b, " action=%s status=%s", r.Get("Action"), r.Get("Status"))
+		if m := r.Get("Remote-MTA"); m != "" {
+			fmt.Fprintf(&b, " remote-mta=%q", m)
+		}
 		if d := r.Get("Diagnostic-Code"); d != "" {
 			fmt.Fprintf(&b, " diag=%q", strings.Join(strings.Fields(d), " "))
 		}
+		if d := r.Get("Last-Attempt-Date"); d != "" {
+			fmt.Fprintf(&b, " last-attempt=%s", date(d))
+		}
+		if d := r.Get("Will-Retry-Until"); d != "" {
+			fmt.Fprintf(&b, " retry-until=%s", date(d))
+		}
 		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "  returned=%s\n", p.returned)
+	fmt.Fprintf(&b, "  returned=%s", p.returned)
+	if p.returned != "none" {
+		fmt.Fprintf(&b, " body=%v", p.returnedBody)
+	}
+	b.WriteByte('\n')
 	return b.String()
 }

@@ -269,6 +269,10 @@ func (s *Scheduler) runDSN(ctx context.Context, job *dsnJob) error {
 }
 
 // describe fills a DSN recipient from the event that last changed it.
+// Last-Attempt-Date is the time of that event when it records the reply of
+// a delivery attempt (it names the host that answered); an expiry, a
+// resolution failure or a deferral without a connection made no attempt
+// then, and the field is left out (it is optional, RFC 3464 2.3.7).
 func (s *Scheduler) describe(rc *dsn.Recipient, seq uint64, kind string, lmtp bool) {
 	switch kind {
 	case log.DSNFailure:
@@ -288,7 +292,6 @@ func (s *Scheduler) describe(rc *dsn.Recipient, seq uint64, kind string, lmtp bo
 	if err != nil {
 		return
 	}
-	rc.LastAttempt = ev.Time
 	switch p := ev.Payload.(type) {
 	case *log.RcptFailed:
 		rc.RemoteMTA, rc.Stage = p.Host, p.Stage
@@ -325,6 +328,9 @@ func (s *Scheduler) describe(rc *dsn.Recipient, seq uint64, kind string, lmtp bo
 			rc.Status = p.Enhanced
 		}
 		rc.RemoteMTA, rc.Diagnostic = p.Host, p.Reply
+	}
+	if rc.RemoteMTA != "" {
+		rc.LastAttempt = ev.Time
 	}
 }
 
