@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -57,13 +58,24 @@ type daemon struct {
 	sup        *supervisor.Supervisor
 	started    time.Time
 	reloadMu   sync.Mutex
+
+	// stderr is where the mail logs with output = stderr go.
+	stderr io.Writer
+	// newTicker makes the tickers of periodic work (snapshots, archive
+	// passes); tests replace it with tickers they drive.
+	newTicker func(d time.Duration) (c <-chan time.Time, stop func())
 }
 
-func newDaemon(cfg *conf.Config, debug *slog.Logger, allowRoot bool) *daemon {
+func newDaemon(cfg *conf.Config, debug *slog.Logger, allowRoot bool, stderr io.Writer) *daemon {
 	d := &daemon{debug: debug, allowRoot: allowRoot, metrics: newDaemonMetrics(),
-		smtpListeners: map[string][]*boundListener{}}
+		smtpListeners: map[string][]*boundListener{}, stderr: stderr, newTicker: realTicker}
 	d.cfg.Store(cfg)
 	return d
+}
+
+func realTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
 }
 
 // config returns the running configuration: the one smxd started with,
@@ -96,7 +108,7 @@ func (d *daemon) Start(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	if d.logs, err = openMailLogs(c, func(err error) { d.debug.Error("mail log", "err", err) }); err != nil {
+	if d.logs, err = openMailLogs(c, d.stderr, func(err error) { d.debug.Error("mail log", "err", err) }); err != nil {
 		return err
 	}
 	if err := d.bindSockets(); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -18,15 +19,19 @@ type mailLogs struct {
 	syslogs map[string]*maillog.SyslogSink
 	stderr  *maillog.WriterSink
 	loggers map[string]*maillog.Logger
+	// errOut is where output = stderr goes: smxd's standard error.
+	errOut io.Writer
 }
 
 // openMailLogs opens the sinks of every log section of c: "smxd" (the
 // global log), "qmgr", "smar", "smtpc" and "smtps NAME" (or "smtps").
-func openMailLogs(c *conf.Config, onError func(error)) (*mailLogs, error) {
+// Sections with output = stderr write to stderr.
+func openMailLogs(c *conf.Config, stderr io.Writer, onError func(error)) (*mailLogs, error) {
 	m := &mailLogs{
 		files:   map[string]*maillog.FileSink{},
 		syslogs: map[string]*maillog.SyslogSink{},
 		loggers: map[string]*maillog.Logger{},
+		errOut:  stderr,
 	}
 	add := func(module string, l conf.Log, level int) error {
 		sink, err := m.sink(l)
@@ -89,7 +94,7 @@ func (m *mailLogs) sink(l conf.Log) (maillog.Sink, error) {
 		return s, nil
 	}
 	if m.stderr == nil {
-		m.stderr = maillog.NewWriterSink(os.Stderr)
+		m.stderr = maillog.NewWriterSink(m.errOut)
 	}
 	return m.stderr, nil
 }

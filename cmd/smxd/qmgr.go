@@ -35,6 +35,12 @@ type qmgr struct {
 	done    chan struct{} // closed when Run returned
 	stopped chan struct{}
 	once    sync.Once
+
+	// snapshotTick and archiveTick drive the periodic work of Run;
+	// archiveTick is nil when event_log archive_after is 0, which keeps
+	// every event in the live log.
+	snapshotTick, archiveTick <-chan time.Time
+	stopTickers               []func()
 }
 
 func (d *daemon) startQMGR(ctx context.Context) (*qmgr, error) {
@@ -104,6 +110,17 @@ func (d *daemon) startQMGR(ctx context.Context) (*qmgr, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	m := &qmgr{d: d, st: st, q: q, sched: sched, ctx: runCtx, cancel: cancel,
 		done: make(chan struct{}), stopped: make(chan struct{})}
+	interval := c.QMGR.EventLog.SnapshotInterval
+	if interval <= 0 {
+		interval = 5 * time.Minute
+	}
+	var stop func()
+	m.snapshotTick, stop = d.newTicker(interval)
+	m.stopTickers = append(m.stopTickers, stop)
+	if c.QMGR.EventLog.ArchiveAfter > 0 {
+		m.archiveTick, stop = d.newTicker(archiveInterval)
+		m.stopTickers = append(m.stopTickers, stop)
+	}
 	d.qmgr.Store(m)
 	return m, nil
 }
@@ -174,23 +191,20 @@ func (m *qmgr) bind(ctx context.Context) (context.Context, context.CancelFunc) {
 const archiveInterval = time.Hour
 
 // snapshots writes a snapshot every snapshot_interval while the scheduler
-// runs, and archives every archiveInterval.
+// runs, and archives every archiveInterval unless archive_after is 0.
 func (m *qmgr) snapshots() {
-	interval := m.d.config().QMGR.EventLog.SnapshotInterval
-	if interval <= 0 {
-		interval = 5 * time.Minute
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	archive := time.NewTicker(archiveInterval)
-	defer archive.Stop()
+	defer func() {
+		for _, stop := range m.stopTickers {
+			stop()
+		}
+	}()
 	for {
 		select {
 		case <-m.done:
 			return
-		case <-archive.C:
+		case <-m.archiveTick:
 			m.archive()
-		case <-t.C:
+		case <-m.snapshotTick:
 			var buf bytes.Buffer
 			seq, err := m.sched.Snapshot(m.ctx, &buf)
 			if err == nil {
@@ -208,11 +222,9 @@ func (m *qmgr) snapshots() {
 	}
 }
 
-// archive moves the events of finished messages out of the live log.
+// archive moves the events of messages finished longer than
+// archive_after ago out of the live log, and logs the pass.
 func (m *qmgr) archive() {
-	if m.d.config().QMGR.EventLog.ArchiveAfter <= 0 {
-		return
-	}
 	start := time.Now()
 	stats, err := m.st.log.Archive(m.ctx, func(txn string) (time.Time, bool) { return m.sched.Finished(m.ctx, txn) })
 	ml := m.d.logs.Logger("qmgr")
@@ -222,11 +234,13 @@ func (m *qmgr) archive() {
 		}
 		return
 	}
+	level := maillog.LevelInfo
 	if stats.Archived > 0 {
-		ml.Line(maillog.LevelNotice).Func("eventlog_archive").Int("scanned", int64(stats.Scanned)).
-			Int("archived", int64(stats.Archived)).Int("segments", int64(len(stats.Segments))).
-			Str("duration", fmt.Sprintf("%.3f", time.Since(start).Seconds())).Write()
+		level = maillog.LevelNotice
 	}
+	ml.Line(level).Func("eventlog_archive").Int("scanned", int64(stats.Scanned)).
+		Int("archived", int64(stats.Archived)).Int("segments", int64(len(stats.Segments))).
+		Str("duration", fmt.Sprintf("%.3f", time.Since(start).Seconds())).Write()
 }
 
 // diskSpace returns the free (for unprivileged users) and total bytes of

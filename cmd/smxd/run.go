@@ -49,7 +49,7 @@ func newRunCmd() *cobra.Command {
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 
-			d := newDaemon(c, debugLog, allowRoot)
+			d := newDaemon(c, debugLog, allowRoot, cmd.ErrOrStderr())
 			if err := d.Start(ctx); err != nil {
 				return err
 			}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/smx-mta/smx/cmd/smxd/conf"
+	smxlog "github.com/smx-mta/smx/log"
+)
+
+// lineWriter collects the lines written to it (smxd's stderr) and lets a
+// test wait for one.
+type lineWriter struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	changed chan struct{}
+}
+
+func newLineWriter() *lineWriter { return &lineWriter{changed: make(chan struct{})} }
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := strings.IndexByte(string(w.partial), '\n')
+		if i < 0 {
+			break
+		}
+		w.lines = append(w.lines, string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	close(w.changed)
+	w.changed = make(chan struct{})
+	return len(p), nil
+}
+
+// wait returns the submatches of the first line at or after index from
+// that matches re, and the index after it.
+func (w *lineWriter) wait(t *testing.T, from int, re string) ([]string, int) {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(30 * time.Second)
+	for {
+		w.mu.Lock()
+		lines, ch := w.lines, w.changed
+		w.mu.Unlock()
+		for i := from; i < len(lines); i++ {
+			if m := rx.FindStringSubmatch(lines[i]); m != nil {
+				return m, i + 1
+			}
+		}
+		from = max(from, len(lines))
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("no line matching %q in:\n%s", re, strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// fakeTickers hands out tickers that fire when the test says so.
+type fakeTickers struct {
+	mu    sync.Mutex
+	asked []time.Duration
+	chans map[time.Duration]chan time.Time
+}
+
+func (f *fakeTickers) newTicker(d time.Duration) (<-chan time.Time, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.chans == nil {
+		f.chans = map[time.Duration]chan time.Time{}
+	}
+	ch := make(chan time.Time)
+	f.asked = append(f.asked, d)
+	f.chans[d] = ch
+	return ch, func() {}
+}
+
+func (f *fakeTickers) fire(t *testing.T, d time.Duration) {
+	t.Helper()
+	f.mu.Lock()
+	ch := f.chans[d]
+	f.mu.Unlock()
+	select {
+	case ch <- time.Now():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("nobody waits on the ticker of %v", d)
+	}
+}
+
+// countingSink is a go-smtp server on loopback that counts the messages
+// it accepts.
+type countingSink struct {
+	port     int
+	received chan string // the From of each message
+}
+
+func newCountingSink(t *testing.T) *countingSink {
+	t.Helper()
+	s := &countingSink{received: make(chan string, 100)}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
+		return &countingSession{s: s}, nil
+	}))
+	srv.Domain = "sink.test"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s.port = ln.Addr().(*net.TCPAddr).Port
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+type countingSession struct {
+	s    *countingSink
+	from string
+}
+
+func (c *countingSession) Reset()        {}
+func (c *countingSession) Logout() error { return nil }
+func (c *countingSession) Mail(from string, _ *gosmtp.MailOptions) error {
+	c.from = from
+	return nil
+}
+func (c *countingSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (c *countingSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	c.s.received <- c.from
+	return nil
+}
+
+// TestArchivePasses: with event_log archive_after = 0 smxd keeps every
+// event in the live log and never runs an archive pass; otherwise it runs
+// one every archiveInterval (an hour), which moves the events of finished
+// messages into the archive, where they can still be read.
+func TestArchivePasses(t *testing.T) {
+	sink := newCountingSink(t)
+	for _, tc := range []struct {
+		archiveAfter string
+		archives     bool
+	}{{"0", false}, {"1ms", true}} {
+		t.Run("archive_after="+tc.archiveAfter, func(t *testing.T) {
+			dir := t.TempDir()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			port := ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sink.port)), 0o644))
+			file := filepath.Join(dir, "smx.conf")
+			require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
+queue_directory = spool;
+log { output = stderr; }
+qmgr { event_log { archive_after = `+tc.archiveAfter+`; } }
+smar { mailertable { file = mt; } }
+smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; }
+`), 0o644))
+			c, err := conf.Load(file)
+			require.NoError(t, err)
+			out := newLineWriter()
+			d := newDaemon(c, slog.New(slog.DiscardHandler), true, out)
+			tickers := &fakeTickers{}
+			d.newTicker = tickers.newTicker
+			require.NoError(t, d.Start(context.Background()))
+			defer d.Stop(context.Background())
+
+			if !tc.archives {
+				require.Equal(t, []time.Duration{5 * time.Minute}, tickers.asked, "a snapshot ticker and no archive ticker")
+				return
+			}
+			require.Equal(t, []time.Duration{5 * time.Minute, archiveInterval}, tickers.asked)
+			require.Equal(t, time.Hour, archiveInterval)
+
+			cl, err := gosmtp.Dial("127.0.0.1:" + strconv.Itoa(port))
+			require.NoError(t, err)
+			require.NoError(t, cl.SendMail("a@client.test", []string{"b@dest.test"}, strings.NewReader("Subject: archive me\r\n\r\nbody\r\n")))
+			require.NoError(t, cl.Quit())
+			select {
+			case from := <-sink.received:
+				require.Equal(t, "a@client.test", from)
+			case <-time.After(30 * time.Second):
+				t.Fatal("the message was not delivered")
+			}
+			// The message is finished once its body is released too,
+			// which may come just after the delivery: pass again until
+			// the pass finds it.
+			from, deadline := 0, time.Now().Add(30*time.Second)
+			for {
+				tickers.fire(t, archiveInterval)
+				var m []string
+				m, from = out.wait(t, from, `func=eventlog_archive, scanned=(\d+), archived=(\d+), segments=(\d+)`)
+				if m[2] != "0" {
+					require.Equal(t, "1", m[3], "one segment written")
+					break
+				}
+				require.True(t, time.Now().Before(deadline), "no pass archived the delivered message")
+			}
+			st := d.storage.Load()
+			ev, err := st.log.Get(1)
+			require.NoError(t, err, "an archived event is still read")
+			_, received := ev.Payload.(*smxlog.TxnReceived)
+			require.True(t, received, "%T", ev.Payload)
+		})
+	}
+}
