@@ -15,9 +15,11 @@
 package greylist
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -51,6 +53,9 @@ type Options struct {
 	Netmask uint32
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Logger receives Pebble's messages (informational ones at debug
+	// level). Default: discard.
+	Logger *slog.Logger
 }
 
 // Result is the greylisting verdict.
@@ -115,7 +120,10 @@ func Open(opts Options) (*Greylister, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db, err := pebble.Open(opts.Dir, &pebble.Options{})
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := pebble.Open(opts.Dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}})
 	if err != nil {
 		return nil, fmt.Errorf("greylist: open %s: %w", opts.Dir, err)
 	}
@@ -284,4 +292,25 @@ func encode(e entry) []byte {
 	binary.BigEndian.PutUint64(b[1:9], uint64(e.first.UnixNano()))
 	binary.BigEndian.PutUint64(b[9:17], uint64(e.last.UnixNano()))
 	return b
+}
+
+// pebbleLogger sends Pebble's messages to slog instead of stderr.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...), "component", "greylist")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "greylist")
+}
+
+// Fatalf is called by Pebble when it cannot go on; Pebble expects it not
+// to return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "greylist", "fatal", true)
+	panic("greylist: pebble: " + msg)
 }
