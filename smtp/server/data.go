@@ -130,6 +130,8 @@ func (s *session) cmdData(arg string) error {
 		return s.bad(smtp.NewReply(503, smtp.E(5, 5, 1), "DATA not allowed after BDAT"))
 	case t.accepted == 0:
 		return s.bad(smtp.NewReply(554, smtp.E(5, 5, 1), "No valid recipients"))
+	case t.greylisted != nil:
+		return s.greylistedAtData()
 	}
 	if s.stuffed("DATA") {
 		return errQuit
@@ -330,12 +332,21 @@ func (s *session) cmdBdat(arg string) error {
 		s.logSession("bad_bdat", arg)
 		return errQuit
 	}
+	t := s.txn
+	if t != nil && t.greylisted != nil && !s.opts.NoChunking {
+		// The chunk is not read: the session ends here.
+		return s.greylistedAtData()
+	}
 	s.dc.dataDeadline = time.Now().Add(s.opts.DataTimeout)
 	defer func() { s.dc.dataDeadline = time.Time{} }()
-	t := s.txn
-	if t == nil || t.accepted == 0 {
+	if t == nil || t.accepted == 0 || s.opts.NoChunking {
+		// The chunk is read and dropped so that its octets are never
+		// taken for commands.
 		if _, err := smtp.NewChunkReader(s.br, size, nil).WriteTo(discard{}); err != nil {
 			return s.chunkError(err)
+		}
+		if s.opts.NoChunking {
+			return s.bad(smtp.NewReply(502, smtp.E(5, 5, 1), "BDAT not available"))
 		}
 		if t == nil {
 			return s.bad(smtp.NewReply(503, smtp.E(5, 5, 1), "Need MAIL command"))

@@ -84,15 +84,21 @@ type PolicySession interface {
 	// Mail checks the sender of a new transaction ("" is <>).
 	Mail(ctx context.Context, sender string, args smtp.MailArgs) policy.Decision
 	// Rcpt checks a recipient: access map, relay decision, local
-	// recipient validation, and any rejection held back by delay_checks.
+	// recipient validation, any rejection held back by delay_checks, and
+	// greylisting, whose 421 has Decision.Greylisted set: the server ends
+	// the session with it (at RCPT, or at DATA with
+	// Options.DelayGreylistingErrorUntilDATA).
 	Rcpt(ctx context.Context, rcpt string, args smtp.RcptArgs) policy.Decision
 	// Reset ends the transaction (RSET, final dot, EHLO).
 	Reset()
 }
 
 // Verifier is implemented by a PolicySession that can validate a local
-// recipient for VRFY when VRFY is enabled.
+// recipient for VRFY when VRFY is enabled (policy.Checker.Verify).
 type Verifier interface {
+	// Verify checks addr (the VRFY argument without angle brackets):
+	// Accept or Relay is answered 250, Reject with its reply, anything
+	// else (the address is not local) with 252.
 	Verify(ctx context.Context, addr string) policy.Decision
 }
 

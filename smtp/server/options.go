@@ -60,8 +60,19 @@ type Options struct {
 	// (port 465, RFC 8314). It requires TLS.
 	ImplicitTLS bool
 
-	// EightBitMIME offers 8BITMIME (flags 8bitmime).
+	// EightBitMIME offers 8BITMIME (flags 8bitmime), and with it
+	// SMTPUTF8 unless NoSMTPUTF8 is set: RFC 6531 requires a server that
+	// offers SMTPUTF8 to offer 8BITMIME too.
 	EightBitMIME bool
+	// NoSMTPUTF8 withholds SMTPUTF8 even with 8BITMIME (flags
+	// -smtputf8).
+	NoSMTPUTF8 bool
+	// NoPipelining withholds PIPELINING (flags -pipelining). Commands a
+	// client pipelines anyway are still answered in order.
+	NoPipelining bool
+	// NoChunking withholds CHUNKING (flags -chunking): BDAT then gets 502
+	// 5.5.1 after its chunk has been read and dropped.
+	NoChunking bool
 	// SoftBounce turns 5xx policy and content rejections into 4xx
 	// (flags soft_bounce). Syntax and sequence errors stay 5xx.
 	SoftBounce bool
@@ -89,9 +100,15 @@ type Options struct {
 	// AllowPlaintextAuth offers AUTH without TLS (the opposite of the
 	// auth flag noplaintext, which is the default here).
 	AllowPlaintextAuth bool
-	// VRFY answers VRFY from local recipient validation; by default VRFY
-	// gets 252.
+	// VRFY answers VRFY from local recipient validation when the policy
+	// session is a Verifier (flags VRFY); by default, and for addresses
+	// that are not local, VRFY gets 252.
 	VRFY bool
+	// DelayGreylistingErrorUntilDATA accepts a recipient the policy
+	// greylists and gives the 421 at DATA or BDAT instead (flags
+	// delay_greylisting_error_until_DATA). Either way the session ends
+	// with the 421, as the seed says.
+	DelayGreylistingErrorUntilDATA bool
 	// GreetPause delays the greeting; a client that talks during the
 	// pause is refused as an early talker. Default 0: only input already
 	// waiting when the greeting is sent is refused.

@@ -7,15 +7,24 @@ import (
 	"github.com/smx-mta/smx/smtp/policy"
 )
 
-// NewPolicy adapts SMAR's policy checker (*policy.Checker) to Policy.
-func NewPolicy(c *policy.Checker) Policy { return checkerPolicy{c} }
+// NewPolicy adapts SMAR's policy checker (*policy.Checker) to Policy. Its
+// sessions are Verifiers, for VRFY.
+func NewPolicy(c *policy.Checker) Policy {
+	return checkerPolicy{func() *policy.Checker { return c }}
+}
 
-type checkerPolicy struct{ c *policy.Checker }
+// NewPolicyFunc is NewPolicy for a checker that a reload may replace:
+// current is asked at each connect, and the session keeps the checker it
+// got until it ends.
+func NewPolicyFunc(current func() *policy.Checker) Policy { return checkerPolicy{current} }
+
+type checkerPolicy struct{ current func() *policy.Checker }
 
 func (p checkerPolicy) Connect(ctx context.Context, client policy.ClientInfo) (PolicySession, policy.Decision) {
-	s, d := p.c.Connect(ctx, client)
+	c := p.current()
+	s, d := c.Connect(ctx, client)
 	quick := d.Quick && (d.Action == policy.Accept || d.Action == policy.Relay)
-	return &checkerSession{c: p.c, s: s, quick: quick}, d
+	return &checkerSession{c: c, s: s, quick: quick}, d
 }
 
 // checkerSession is one session's policy state.
@@ -53,3 +62,9 @@ func (p *checkerSession) Rcpt(ctx context.Context, rcpt string, args smtp.RcptAr
 
 // Reset does nothing: the checker starts a new transaction at each MAIL.
 func (p *checkerSession) Reset() {}
+
+// Verify implements Verifier with the checker's local recipient
+// validation.
+func (p *checkerSession) Verify(ctx context.Context, addr string) policy.Decision {
+	return p.c.Verify(ctx, addr)
+}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/smtp"
 	"github.com/smx-mta/smx/smtp/policy"
 )
 
@@ -793,4 +794,131 @@ func TestMaxSessions(t *testing.T) {
 	r.expect("220")
 	r2 := dialRaw(t, ts.addr)
 	r2.expect("421 4.3.2")
+}
+
+var greylisted = policy.Decision{Action: policy.Reject, Code: 421, Enhanced: "4.7.0", Text: "Greylisted, try again later", Greylisted: true}
+
+// TestGreylistedSessionEnds checks the seed's greylisting replies: the
+// session ends with the 421 at RCPT, or with
+// DelayGreylistingErrorUntilDATA at DATA or the first BDAT.
+func TestGreylistedSessionEnds(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.pol.rejectRcpt = map[string]policy.Decision{"grey@y.example": greylisted}
+	r := ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<ok@y.example>", "250")
+	r.cmd("RCPT TO:<grey@y.example>", "421 4.7.0 Greylisted, try again later")
+	r.closed()
+
+	ts = startServer(t, func(o *Options) { o.DelayGreylistingErrorUntilDATA = true })
+	ts.pol.rejectRcpt = map[string]policy.Decision{"grey@y.example": greylisted}
+	r = ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<grey@y.example>", "250 2.1.5")
+	r.cmd("RCPT TO:<ok@y.example>", "250 2.1.5")
+	r.cmd("DATA", "421 4.7.0 Greylisted")
+	r.closed()
+	r = ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<grey@y.example>", "250 2.1.5")
+	r.send("BDAT 3 LAST\r\nabc")
+	r.expect("421 4.7.0 Greylisted")
+	r.closed()
+	// RSET forgets the greylisted recipient with its transaction.
+	r = ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<grey@y.example>", "250 2.1.5")
+	r.cmd("RSET", "250")
+	sendOne(r, "250 2.0.0")
+	if n := len(ts.st.received(t)); n != 1 {
+		t.Errorf("%d messages stored, want 1", n)
+	}
+}
+
+// TestExtensionsOffered checks the EHLO keywords against the options that
+// withhold them, and that a withheld extension's command and parameters
+// are refused.
+func TestExtensionsOffered(t *testing.T) {
+	keywords := func(rep smtp.Reply) string { return strings.Join(rep.Lines[1:], " ") }
+	ts := startServer(t, func(o *Options) { o.EightBitMIME = true })
+	r := dialRaw(t, ts.addr)
+	r.expect("220")
+	if got := keywords(r.cmd("EHLO c.example", "250")); got != "PIPELINING SIZE 10485760 8BITMIME SMTPUTF8 ENHANCEDSTATUSCODES DSN CHUNKING HELP" {
+		t.Errorf("EHLO offers %q", got)
+	}
+	ts = startServer(t, func(o *Options) {
+		o.NoPipelining = true
+		o.NoChunking = true
+		o.NoSMTPUTF8 = true
+		o.EightBitMIME = true
+	})
+	r = dialRaw(t, ts.addr)
+	r.expect("220")
+	if got := keywords(r.cmd("EHLO c.example", "250")); got != "SIZE 10485760 8BITMIME ENHANCEDSTATUSCODES DSN HELP" {
+		t.Errorf("EHLO offers %q", got)
+	}
+	r.cmd("MAIL FROM:<s@x.example> SMTPUTF8", "555 5.5.4")
+	r.cmd("MAIL FROM:<s@x.example> BODY=8BITMIME", "250")
+	r.cmd("RCPT TO:<r@y.example>", "250")
+	r.send("BDAT 5 LAST\r\nQUIT\r")
+	r.expect("502 5.5.1 BDAT not available") // the chunk was read, not run
+	r.cmd("NOOP", "250")
+	// Without 8BITMIME there is no SMTPUTF8 (RFC 6531 3.1).
+	ts = startServer(t, nil)
+	r = dialRaw(t, ts.addr)
+	r.expect("220")
+	if got := keywords(r.cmd("EHLO c.example", "250")); strings.Contains(got, "8BITMIME") || strings.Contains(got, "SMTPUTF8") {
+		t.Errorf("EHLO offers %q", got)
+	}
+}
+
+// TestMoreLimits drives the limits TestLimits leaves shared:
+// max_invalid_addresses_per_session on its own, across transactions; a
+// BDAT message over max_message_size; the DATA transfer timeout; and the
+// global connection cap.
+func TestMoreLimits(t *testing.T) {
+	ts := startServer(t, func(o *Options) {
+		o.MaxInvalidAddressesPerSession = 2
+		o.MaxInvalidAddressesPerTransaction = 5
+		o.MaxMessageSize = 100
+	})
+	ts.pol.rejectRcpt = map[string]policy.Decision{"u@y.example": unknownUser}
+	r := ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<u@y.example>", "550 5.1.1")
+	r.cmd("RSET", "250")
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<u@y.example>", "550 5.1.1")
+	r.cmd("RCPT TO:<u@y.example>", "421 4.7.0 mx.test.example Too many invalid recipients")
+	r.closed()
+
+	r = ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<a@y.example>", "250")
+	chunk := strings.Repeat("0123456789abcdefghi\r\n", 4)
+	r.send(fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk))
+	r.expect("250 2.0.0")
+	r.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(chunk), chunk))
+	r.expect("552 5.3.4")
+	r.cmd("MAIL FROM:<s@x.example>", "250") // the session goes on
+
+	ts = startServer(t, func(o *Options) { o.DataTimeout = 200 * time.Millisecond })
+	r = ts.hello()
+	r.cmd("MAIL FROM:<s@x.example>", "250")
+	r.cmd("RCPT TO:<a@y.example>", "250")
+	r.cmd("DATA", "354")
+	r.send("Subject: slow\r\n") // and nothing more
+	r.expect("421 4.4.2 mx.test.example Timeout reading message data")
+	r.closed()
+
+	cl := NewConnLimiter(ConnLimiterOptions{MaxTotal: 1})
+	ts = startServer(t, func(o *Options) { o.Conns = cl })
+	r = dialRaw(t, ts.addr)
+	r.expect("220")
+	r2 := dialRaw(t, ts.addr)
+	r2.expect("421 4.3.2 mx.test.example Too many sessions")
+	r2.closed()
+	if n := len(ts.st.received(t)); n != 0 {
+		t.Errorf("%d messages stored", n)
+	}
 }

@@ -72,6 +72,9 @@ type transaction struct {
 	body     *bodySink
 	check    *smtp.LineChecker // BDAT line rules across chunks
 	started  time.Time
+	// greylisted is the 421 a greylisted recipient earned, held for DATA
+	// or BDAT by delay_greylisting_error_until_DATA.
+	greylisted *smtp.Reply
 }
 
 func newSession(srv *Server, conn net.Conn, remote netip.AddrPort) *session {
@@ -464,7 +467,10 @@ func (s *session) extensions() smtp.Extensions {
 	}
 	ext := smtp.ExtSize | smtp.ExtDSN
 	if s.opts.EightBitMIME {
-		ext |= smtp.Ext8BitMIME | smtp.ExtSMTPUTF8
+		ext |= smtp.Ext8BitMIME
+		if !s.opts.NoSMTPUTF8 {
+			ext |= smtp.ExtSMTPUTF8
+		}
 	}
 	if s.authOffered() {
 		ext |= smtp.ExtAuth
@@ -514,15 +520,22 @@ func (s *session) cmdHelo(arg string, ehlo bool) error {
 		s.write(smtp.NewReply(250, smtp.EnhancedCode{}, s.opts.Hostname+" Hello "+arg))
 		return nil
 	}
-	lines := []string{
-		s.opts.Hostname + " Hello " + arg + " [" + s.remote.Addr().Unmap().String() + "]",
-		"PIPELINING",
-		"SIZE " + strconv.FormatInt(s.opts.MaxMessageSize, 10),
+	ext := s.extensions()
+	lines := []string{s.opts.Hostname + " Hello " + arg + " [" + s.remote.Addr().Unmap().String() + "]"}
+	if !s.opts.NoPipelining {
+		lines = append(lines, "PIPELINING")
 	}
-	if s.opts.EightBitMIME {
-		lines = append(lines, "8BITMIME", "SMTPUTF8")
+	lines = append(lines, "SIZE "+strconv.FormatInt(s.opts.MaxMessageSize, 10))
+	if ext&smtp.Ext8BitMIME != 0 {
+		lines = append(lines, "8BITMIME")
 	}
-	lines = append(lines, "ENHANCEDSTATUSCODES", "DSN", "CHUNKING")
+	if ext&smtp.ExtSMTPUTF8 != 0 {
+		lines = append(lines, "SMTPUTF8")
+	}
+	lines = append(lines, "ENHANCEDSTATUSCODES", "DSN")
+	if !s.opts.NoChunking {
+		lines = append(lines, "CHUNKING")
+	}
 	if s.opts.Flush != nil {
 		lines = append(lines, "ETRN")
 	}
@@ -649,10 +662,12 @@ func (s *session) cmdRcpt(arg string) error {
 	}
 	rcpt := args.To.String()
 	d := s.pol.Rcpt(s.ctx, rcpt, args)
-	switch d.Action {
-	case policy.Reject:
+	switch {
+	case d.Action == policy.Reject && d.Greylisted:
+		return s.greylisted(d, rcpt)
+	case d.Action == policy.Reject:
 		return s.invalid(s.soft(decisionReply(d, 550, smtp.E(5, 1, 1), "Recipient rejected")), rcpt)
-	case policy.Discard:
+	case d.Action == policy.Discard:
 		if d.Quick {
 			t.discard = true
 		}
@@ -669,6 +684,42 @@ func (s *session) cmdRcpt(arg string) error {
 	o.MailLog.ServerTxn(s.id, t.id).Rcpt(rcpt).Idx(idx).Stat(0).Write()
 	s.write(smtp.NewReply(250, smtp.E(2, 1, 5), "Recipient <"+rcpt+"> OK"))
 	return nil
+}
+
+// greylisted answers a recipient the policy greylisted. The seed aborts
+// the session with the 421; with delay_greylisting_error_until_DATA the
+// recipient gets 250 and the 421 waits for DATA or BDAT, so that a sender
+// callback (RCPT then QUIT) is not delayed.
+func (s *session) greylisted(d policy.Decision, rcpt string) error {
+	t := s.txn
+	r := decisionReply(d, 421, smtp.E(4, 7, 0), "Greylisted, try again later")
+	if !r.Temporary() {
+		r.Code, r.Enhanced.Class = 421, 4
+	}
+	s.opts.MailLog.ServerTxn(s.id, t.id).Rcpt(rcpt).Stat(r.Code).Reply(r.String()).Status("greylisted").Write()
+	if s.opts.DelayGreylistingErrorUntilDATA {
+		if t.greylisted == nil {
+			t.greylisted = &r
+		}
+		t.accepted++
+		s.rcptSession++
+		s.write(smtp.NewReply(250, smtp.E(2, 1, 5), "Recipient <"+rcpt+"> OK"))
+		return nil
+	}
+	s.write(r)
+	s.logSession("greylisted", r.String())
+	return errQuit
+}
+
+// greylistedAtData gives the 421 that delay_greylisting_error_until_DATA
+// held back, at DATA or the first BDAT, and ends the session.
+func (s *session) greylistedAtData() error {
+	t := s.txn
+	r := *t.greylisted
+	s.write(r)
+	s.opts.MailLog.ServerTxn(s.id, t.id).Where("data").Stat(r.Code).Reply(r.String()).Status("greylisted").Write()
+	s.logSession("greylisted", r.String())
+	return errQuit
 }
 
 // invalid answers a refused recipient and ends the session with 421 once
@@ -694,10 +745,16 @@ func (s *session) cmdVrfy(arg string) error {
 	if v, ok := s.pol.(Verifier); ok && s.opts.VRFY {
 		addr := strings.TrimSuffix(strings.TrimPrefix(arg, "<"), ">")
 		d := v.Verify(s.ctx, addr)
-		if d.Action == policy.Reject {
-			return s.nop(s.soft(decisionReply(d, 550, smtp.E(5, 1, 1), "User unknown")))
+		switch d.Action {
+		case policy.Reject:
+			r := decisionReply(d, 550, smtp.E(5, 1, 1), "User unknown")
+			if r.Code != 501 {
+				r = s.soft(r) // a syntax error stays 5xx
+			}
+			return s.nop(r)
+		case policy.Accept, policy.Relay:
+			return s.nop(smtp.NewReply(250, smtp.E(2, 1, 5), "<"+addr+">"))
 		}
-		return s.nop(smtp.NewReply(250, smtp.E(2, 1, 5), "<"+addr+">"))
 	}
 	return s.nop(smtp.NewReply(252, smtp.E(2, 5, 2), "Cannot VRFY user, but will accept message and attempt delivery"))
 }
