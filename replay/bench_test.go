@@ -189,3 +189,28 @@ func BenchmarkRecoverQueued(b *testing.B) {
 		runtime.KeepAlive(r)
 	}
 }
+
+// BenchmarkAudit measures `smxctl audit` of one message in a log of one
+// million events: by ss_ta and by Message-ID.
+func BenchmarkAudit(b *testing.B) {
+	const events = 1_000_000
+	l := writeBenchLog(b, b.TempDir(), events, benchMessage)
+	defer l.Close()
+	src := FromLog(l)
+	for _, c := range []struct{ name, id string }{
+		{"ss_ta", fmt.Sprintf("S%016x01", 1000)},
+		{"message-id", fmt.Sprintf("<S%016x01@client.example>", 1000)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				stories, err := Audit(context.Background(), src, c.id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(stories) != 1 || len(stories[0].Events) < 4 {
+					b.Fatalf("audit of %s found %d stories", c.id, len(stories))
+				}
+			}
+		})
+	}
+}
