@@ -250,7 +250,7 @@ func (a *archive) get(seq uint64) (Event, error) {
 		}
 		if c.valid && c.seq == seq {
 			var e Event
-			err := c.decode(&e)
+			err := c.decode(&e, true)
 			r.Close()
 			return e, err
 		}

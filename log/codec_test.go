@@ -24,10 +24,12 @@ func TestCodecRoundTripEveryType(t *testing.T) {
 		t.Run(want.Type().String(), func(t *testing.T) {
 			seen[want.Type()] = true
 			body := encodeForTest(t, want)
-			var got Event
+			var got, separate Event
 			require.NoError(t, decodeEvent(body, &got))
 			require.Equal(t, want, got)
 			require.Nil(t, got.Unknown)
+			require.NoError(t, decodeEventStrings(body, &separate, true))
+			require.Equal(t, want, separate)
 
 			// The zero payload round-trips too: every field is left out.
 			zero := Event{Payload: newPayload(want.Type())}
@@ -50,18 +52,18 @@ func TestRecordChecksumCoversSeq(t *testing.T) {
 	sealRecord(rec, crc, 42)
 
 	var got Event
-	require.NoError(t, decodeRecord(rec, 42, &got))
+	require.NoError(t, decodeRecord(rec, 42, &got, false))
 	require.Equal(t, uint64(42), got.Seq)
 
 	// The same bytes under another sequence number fail the check.
-	require.ErrorIs(t, decodeRecord(rec, 43, &got), ErrChecksum)
+	require.ErrorIs(t, decodeRecord(rec, 43, &got, false), ErrChecksum)
 
 	// So does any single flipped bit.
 	for i := range rec {
 		for bit := 0; bit < 8; bit++ {
 			bad := bytes.Clone(rec)
 			bad[i] ^= 1 << bit
-			if err := decodeRecord(bad, 42, &got); err == nil {
+			if err := decodeRecord(bad, 42, &got, false); err == nil {
 				t.Fatalf("flipping bit %d of byte %d went unnoticed", bit, i)
 			}
 		}

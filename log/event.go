@@ -97,6 +97,10 @@ const NoRcpt int32 = -1
 // On disk an event is a msgpack map with the keys named in the msgpack tags
 // below plus "t" (the EventType) and "v" (the schema version of the
 // payload); Seq is kept beside it (see docs/eventlog.md).
+//
+// The strings of an event read with Log.Iter share one allocation, which a
+// string kept for long keeps alive; those read with Subscribe or Get do
+// not (see Log.Iter).
 type Event struct {
 	// Seq is the event's position in the log: monotonic and gapless,
 	// starting at 1.

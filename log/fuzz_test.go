@@ -45,9 +45,17 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte{0x81, 0xa1, 0x70, 0xdd, 0x7f, 0xff, 0xff, 0xff})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var e Event
-		if err := decodeEvent(data, &e); err != nil {
+		var e, sep Event
+		err := decodeEvent(data, &e)
+		sepErr := decodeEventStrings(data, &sep, true)
+		if (err == nil) != (sepErr == nil) {
+			t.Fatalf("shared strings: %v; separate strings: %v", err, sepErr)
+		}
+		if err != nil {
 			return
+		}
+		if !reflect.DeepEqual(e, sep) {
+			t.Fatalf("the ways of holding strings decode differently:\n%+v\n%+v", e, sep)
 		}
 		again, err := appendEvent(nil, &e)
 		if err != nil {
@@ -127,7 +135,7 @@ func FuzzSegment(f *testing.F) {
 			}
 			prev = c.seq
 			var e Event
-			_ = c.decode(&e)
+			_ = c.decode(&e, n%2 == 0)
 			c.next()
 		}
 	})

@@ -31,12 +31,22 @@ type Iterator struct {
 	ev      Event
 	err     error
 	closed  bool
+	// separate gives every string of an event an allocation of its own
+	// (decodeEventStrings); subscriptions set it.
+	separate bool
 }
 
 // Iter returns an iterator over the events from sequence number from (1 if
 // from is 0) to LastSeq as it is now. A damaged record, a missing one, or an
 // event type this version does not know stops the iteration with a
 // *RecordError naming the sequence number; nothing is skipped.
+//
+// Iter is made for folding events, as replay does: the strings of an event
+// are substrings of one copy of its record (one allocation per event), so a
+// string kept after its event is dropped keeps that copy, a few hundred
+// bytes, alive. A reader that keeps strings for long clones them
+// (strings.Clone, unique.Make), as the projections do, or reads with
+// Subscribe or Get, whose strings are allocations of their own.
 func (l *Log) Iter(from uint64) *Iterator {
 	return l.iter(from, l.durable.Load())
 }
@@ -141,13 +151,13 @@ func (it *Iterator) Next() bool {
 		if best == -1 {
 			rec, err := it.live.ValueAndErr()
 			if err == nil {
-				err = decodeRecord(rec, seq, &it.ev)
+				err = decodeRecord(rec, seq, &it.ev, it.separate)
 			}
 			if err != nil {
 				it.err = &RecordError{Seq: seq, Where: "live log", Err: err}
 				return false
 			}
-		} else if err := it.open[best].decode(&it.ev); err != nil {
+		} else if err := it.open[best].decode(&it.ev, it.separate); err != nil {
 			it.err = err
 			return false
 		}

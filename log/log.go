@@ -286,7 +286,8 @@ func (l *Log) LastSeq() uint64 { return l.durable.Load() }
 
 // Get returns the event with sequence number seq, from the live log or the
 // archive. It returns ErrNotFound for a number beyond LastSeq and a
-// *RecordError for a record that is missing or damaged.
+// *RecordError for a record that is missing or damaged. Each string of the
+// event is an allocation of its own, so keeping one keeps nothing else.
 func (l *Log) Get(seq uint64) (Event, error) {
 	if l.isClosed.Load() {
 		return Event{}, ErrClosed
@@ -300,7 +301,7 @@ func (l *Log) Get(seq uint64) (Event, error) {
 	case err == nil:
 		defer closer.Close()
 		var e Event
-		if err := decodeRecord(v, seq, &e); err != nil {
+		if err := decodeRecord(v, seq, &e, true); err != nil {
 			return Event{}, &RecordError{Seq: seq, Where: "live log", Err: err}
 		}
 		return e, nil

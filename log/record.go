@@ -97,14 +97,14 @@ func checkRecord(rec []byte, seq uint64) ([]byte, error) {
 }
 
 // decodeRecord checks rec and decodes it as the event with sequence number
-// seq.
-func decodeRecord(rec []byte, seq uint64, e *Event) error {
+// seq; separate says how the event holds its strings (decodeEventStrings).
+func decodeRecord(rec []byte, seq uint64, e *Event, separate bool) error {
 	body, err := checkRecord(rec, seq)
 	if err != nil {
 		return err
 	}
 	*e = Event{Seq: seq}
-	return decodeEvent(body, e)
+	return decodeEventStrings(body, e, separate)
 }
 
 // recordHeader returns the time and transaction of a record body without

@@ -489,9 +489,10 @@ func (c *segmentCursor) parse() bool {
 	return true
 }
 
-// decode decodes the current record into e.
-func (c *segmentCursor) decode(e *Event) error {
-	if err := decodeRecord(c.rec, c.seq, e); err != nil {
+// decode decodes the current record into e; separate says how e holds
+// its strings (decodeEventStrings).
+func (c *segmentCursor) decode(e *Event, separate bool) error {
+	if err := decodeRecord(c.rec, c.seq, e, separate); err != nil {
 		return &RecordError{Seq: c.seq, Where: c.r.where(c.r.index[c.block]), Err: err}
 	}
 	return nil

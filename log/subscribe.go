@@ -27,7 +27,8 @@ type Subscription struct {
 // is durable: first those already in the log, then each new one as its
 // commit is synced. The subscription ends when ctx is done, when the Log is
 // closed, or at an error such as a damaged record; Events is closed then and
-// Err says why.
+// Err says why. Each string of a delivered event is an allocation of its
+// own, so keeping one keeps nothing else.
 func (l *Log) Subscribe(ctx context.Context, from uint64) (*Subscription, error) {
 	if l.readOnly {
 		return nil, ErrReadOnly
@@ -90,6 +91,10 @@ func (l *Log) feed(ctx context.Context, ch chan<- Event, next uint64) error {
 		}
 		end := min(durable, next+subscriptionBatch-1)
 		it := l.iter(next, end)
+		// Subscribers such as the scheduler keep strings of the events
+		// for a while (destinations, reasons, ids): each its own
+		// allocation, so that none keeps a whole record alive.
+		it.separate = true
 		batch = batch[:0]
 		for it.Next() {
 			batch = append(batch, it.Event())

@@ -3,6 +3,9 @@ package log
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +119,77 @@ func TestSubscriptionEnds(t *testing.T) {
 	require.ErrorIs(t, sub.Err(), ErrClosed)
 	_, err = l.Subscribe(context.Background(), 1)
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+// heapAlloc returns the bytes of live heap objects after a full collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// TestKeptStringsKeepNoRecord keeps one short string (the destination) of
+// each of many events with a long reason, as the scheduler keeps the
+// destinations and reasons of what it reads from its subscription: events
+// from Subscribe and Get must not keep their whole records alive through
+// it. Iter, made for folding, shares one copy of the record among the
+// strings of an event; the same measurement of it shows what is at stake.
+func TestKeptStringsKeepNoRecord(t *testing.T) {
+	const n, reasonLen = 4000, 2000
+	l := openTest(t, t.TempDir(), Options{})
+	reason := strings.Repeat("r", reasonLen)
+	events := make([]Event, n)
+	for i := range events {
+		events[i] = Event{Txn: fmt.Sprintf("S%016x00", i), Rcpt: 0, Payload: &RcptDeferred{
+			Reason: reason, Destination: fmt.Sprintf("esmtp:[192.0.2.%d]:25", i%250),
+		}}
+	}
+	for i := 0; i < n; i += 500 {
+		_, err := l.Append(context.Background(), events[i:i+500]...)
+		require.NoError(t, err)
+	}
+	keep := func(e Event) string { return e.Payload.(*RcptDeferred).Destination }
+
+	// What a kept destination costs read each way, per event.
+	retained := func(read func() []string) float64 {
+		before := heapAlloc()
+		kept := read()
+		require.Len(t, kept, n)
+		after := heapAlloc()
+		runtime.KeepAlive(kept)
+		return (float64(after) - float64(before)) / n
+	}
+	subscribed := retained(func() []string {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		sub, err := l.Subscribe(ctx, 1)
+		require.NoError(t, err)
+		var kept []string
+		for _, e := range receive(t, l, sub, n) {
+			kept = append(kept, keep(e))
+		}
+		return kept
+	})
+	got := retained(func() []string {
+		var kept []string
+		for seq := uint64(1); seq <= n; seq++ {
+			e, err := l.Get(seq)
+			require.NoError(t, err)
+			kept = append(kept, keep(e))
+		}
+		return kept
+	})
+	iterated := retained(func() []string {
+		var kept []string
+		for _, e := range readAll(t, l, 1) {
+			kept = append(kept, keep(e))
+		}
+		return kept
+	})
+	t.Logf("bytes kept per event: Subscribe %.0f, Get %.0f, Iter %.0f", subscribed, got, iterated)
+	require.Greater(t, iterated, float64(reasonLen), "the measurement does not see a kept record")
+	require.Less(t, subscribed, float64(reasonLen)/4, "Subscribe: a kept string keeps its record")
+	require.Less(t, got, float64(reasonLen)/4, "Get: a kept string keeps its record")
 }
