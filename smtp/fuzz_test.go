@@ -169,3 +169,100 @@ func FuzzDotWriter(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLineChecker checks the BDAT line rules against the plain reference
+// (every CR followed by LF, every LF preceded by CR), whatever the chunk
+// boundaries: the verdict and the long-line note must not depend on where
+// the message was cut. It also reads the message through ChunkReader.
+func FuzzLineChecker(f *testing.F) {
+	for _, s := range []string{"a\r\nb\r\n", "a\nb", "a\rb", "a\r", "\r\n\r\n", "0123456789\r\nx", "", "x\r\r\n"} {
+		f.Add([]byte(s), uint8(3), uint8(8))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut, maxLine uint8) {
+		want, wantLong := referenceLines(in, int(maxLine))
+		c := NewLineChecker(int(maxLine))
+		step := int(cut)%7 + 1
+		var err error
+		for i := 0; i < len(in) && err == nil; i += step {
+			err = c.Check(in[i:min(i+step, len(in))])
+		}
+		if err == nil {
+			err = c.End()
+		}
+		if err != want {
+			t.Fatalf("%q cut every %d: %v, reference %v", in, step, err, want)
+		}
+		if err == nil && c.LongLine() != wantLong {
+			t.Fatalf("%q limit %d: long line %v, reference %v", in, maxLine, c.LongLine(), wantLong)
+		}
+		// ChunkReader hands over exactly the chunk, whatever follows it.
+		br := bufio.NewReaderSize(bytes.NewReader(append(append([]byte{}, in...), "NEXT"...)), 16)
+		var out bytes.Buffer
+		n, rerr := NewChunkReader(br, int64(len(in)), nil).WriteTo(&out)
+		rest, _ := io.ReadAll(br)
+		if rerr != nil || n != int64(len(in)) || !bytes.Equal(out.Bytes(), in) || string(rest) != "NEXT" {
+			t.Fatalf("chunk %q: read %q (%d, %v), left %q", in, out.Bytes(), n, rerr, rest)
+		}
+	})
+}
+
+// referenceLines is the line rule of BDAT data the obvious way.
+func referenceLines(in []byte, maxLine int) (error, bool) {
+	long := false
+	lineLen := 0
+	for i := 0; i < len(in); i++ {
+		lineLen++
+		switch in[i] {
+		case '\r':
+			if i+1 == len(in) || in[i+1] != '\n' {
+				return ErrBareCR, false
+			}
+		case '\n':
+			if i == 0 || in[i-1] != '\r' {
+				return ErrBareLF, false
+			}
+			if maxLine > 0 && lineLen > maxLine {
+				long = true
+			}
+			lineLen = 0
+		}
+	}
+	if maxLine > 0 && lineLen > maxLine {
+		long = true
+	}
+	return nil, long
+}
+
+// FuzzHeaderScanner feeds a message to HeaderScanner whole and in pieces:
+// hops, header size, Message-ID and where the header ends must not depend
+// on the pieces, the hops never exceed the Received: fields of the
+// message, and the header never outgrows the message.
+func FuzzHeaderScanner(f *testing.F) {
+	for _, s := range []string{
+		"Received: a\r\nReceived: b\r\n\r\nbody\r\n", "Message-ID:\r\n <x@y>\r\nSubject: s\r\n\r\n",
+		"not a header\r\nReceived: x\r\n", "\r\n", "RECEIVED:x\r\n\tcont\r\n\r", "X:\r\n\r\nReceived: y\r\n",
+	} {
+		f.Add([]byte(s), uint8(2))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		whole := NewHeaderScanner()
+		whole.Write(in)
+		pieces := NewHeaderScanner()
+		step := int(cut)%11 + 1
+		for i := 0; i < len(in); i += step {
+			pieces.Write(in[i:min(i+step, len(in))])
+		}
+		if whole.Hops() != pieces.Hops() || whole.HeaderSize() != pieces.HeaderSize() ||
+			whole.MessageID() != pieces.MessageID() || whole.InHeader() != pieces.InHeader() {
+			t.Fatalf("%q whole: hops %d size %d id %q in %v; cut every %d: hops %d size %d id %q in %v", in,
+				whole.Hops(), whole.HeaderSize(), whole.MessageID(), whole.InHeader(), step,
+				pieces.Hops(), pieces.HeaderSize(), pieces.MessageID(), pieces.InHeader())
+		}
+		if max := bytes.Count(bytes.ToLower(in), []byte("received:")); whole.Hops() > max {
+			t.Fatalf("%q: %d hops, only %d Received: in the message", in, whole.Hops(), max)
+		}
+		if whole.HeaderSize() > int64(len(in)) || len(whole.MessageID()) > maxMessageIDLength {
+			t.Fatalf("%q: header size %d, Message-ID %d octets", in, whole.HeaderSize(), len(whole.MessageID()))
+		}
+	})
+}

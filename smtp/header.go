@@ -90,7 +90,8 @@ func (s *HeaderScanner) Write(p []byte) (int, error) {
 				// Count the rest of the blank line.
 				if c == '\r' && i+1 < len(p) && p[i+1] == '\n' {
 					s.headerSize++
-				} else if c == '\r' {
+				} else if c == '\r' && i+1 == len(p) {
+					// The LF, if it comes, is in the next piece.
 					s.blankCR = true
 				}
 				return len(p), nil
