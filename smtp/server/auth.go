@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -42,8 +43,17 @@ func LoadCredentialMap(path string) (*CredentialMap, error) {
 		return nil, fmt.Errorf("smtp server: credentials: %w", err)
 	}
 	defer f.Close()
+	users, err := parseCredentials(f, path)
+	if err != nil {
+		return nil, err
+	}
+	return &CredentialMap{users: users}, nil
+}
+
+// parseCredentials reads the lines of a credential map named path.
+func parseCredentials(r io.Reader, path string) (map[string][]byte, error) {
 	users := make(map[string][]byte)
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for lineNo := 1; sc.Scan(); lineNo++ {
 		line := sc.Text()
 		trimmed := strings.TrimSpace(line)
@@ -68,7 +78,7 @@ func LoadCredentialMap(path string) (*CredentialMap, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("smtp server: credentials %s: %w", path, err)
 	}
-	return &CredentialMap{users: users}, nil
+	return users, nil
 }
 
 // Authenticate implements Authenticator.
