@@ -422,14 +422,10 @@ func (p *archivePass) seal() error {
 		return err
 	}
 	name := segmentName(meta.num)
-	// Readers that start from now on find the events in the segment; the
-	// live copies are removed next, and until then readers skip the
-	// duplicates.
-	p.l.archive.add(meta)
 	batch := p.l.db.NewBatch()
 	defer batch.Close()
 	if err := batch.Set(segmentMetaKey(meta.num), meta.encode(), nil); err != nil {
-		return err
+		return fmt.Errorf("log: archive: record segment %s: %w", name, err)
 	}
 	for _, r := range p.runs {
 		lo, hi := makeEventKey(r[0]), makeEventKey(r[1]+1)
@@ -440,9 +436,13 @@ func (p *archivePass) seal() error {
 			err = batch.DeleteRange(lo[:], hi[:], nil)
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("log: archive: remove events %d-%d of segment %s: %w", r[0], r[1], name, err)
 		}
 	}
+	// Readers that start from now on find the events in the segment; the
+	// live copies are removed next, and until then readers skip the
+	// duplicates.
+	p.l.archive.add(meta)
 	if err := p.l.db.Apply(batch, pebble.Sync); err != nil {
 		// The segment file stays; without its record the next Open
 		// removes it, and the events are still in the live log.

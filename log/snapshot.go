@@ -70,20 +70,20 @@ func (l *Log) SaveSnapshot(seq uint64, data []byte) error {
 	batch := l.db.NewBatchWithSize(len(data) + chunks*32 + 64)
 	defer batch.Close()
 	if err := batch.DeleteRange(snapshotKey(seq, 0), snapshotKey(seq+1, 0), nil); err != nil {
-		return err
+		return fmt.Errorf("log: save snapshot at %d: %w", seq, err)
 	}
 	if err := batch.Set(snapshotKey(seq, 0), h, nil); err != nil {
-		return err
+		return fmt.Errorf("log: save snapshot at %d: %w", seq, err)
 	}
 	for i := 0; i < chunks; i++ {
 		end := min((i+1)*snapshotChunkSize, len(data))
 		if err := batch.Set(snapshotKey(seq, uint32(i+1)), data[i*snapshotChunkSize:end], nil); err != nil {
-			return err
+			return fmt.Errorf("log: save snapshot at %d: %w", seq, err)
 		}
 	}
 	seqs, err := l.snapshotSeqs()
 	if err != nil {
-		return err
+		return fmt.Errorf("log: save snapshot at %d: %w", seq, err)
 	}
 	kept := 1 // the new one
 	for _, s := range seqs {
@@ -92,7 +92,7 @@ func (l *Log) SaveSnapshot(seq uint64, data []byte) error {
 		}
 		if s < seq && kept >= l.opts.SnapshotsKept {
 			if err := batch.DeleteRange(snapshotKey(s, 0), snapshotKey(s+1, 0), nil); err != nil {
-				return err
+				return fmt.Errorf("log: save snapshot at %d: drop the one at %d: %w", seq, s, err)
 			}
 			continue
 		}
