@@ -922,3 +922,65 @@ func TestMoreLimits(t *testing.T) {
 		t.Errorf("%d messages stored", n)
 	}
 }
+
+// TestLoadTLSConfig reads the tls section's files: CA certificates from
+// CAcert_directory (PEM files, other files skipped) make the server ask for
+// client certificates; broken files are errors that name them.
+func TestLoadTLSConfig(t *testing.T) {
+	ca := newTestCA(t, "dir CA")
+	dir := t.TempDir()
+	c, k := ca.issue(t, "mx.test.example", false)
+	files := TLSFiles{CertFile: dir + "/cert.pem", KeyFile: dir + "/key.pem"}
+	writeFile(t, files.CertFile, string(c))
+	writeFile(t, files.KeyFile, string(k))
+	cfg, err := LoadTLSConfig(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientAuth != tls.NoClientCert || cfg.ClientCAs != nil {
+		t.Error("client certificates requested without CA certificates")
+	}
+	cadir := t.TempDir()
+	writeFile(t, cadir+"/1a2b3c4d.0", string(ca.certPEM))
+	writeFile(t, cadir+"/README", "not a certificate\n")
+	files.CACertDirectory = cadir
+	if cfg, err = LoadTLSConfig(files); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientAuth != tls.RequestClientCert || cfg.ClientCAs == nil {
+		t.Fatalf("CAcert_directory: client auth %v", cfg.ClientAuth)
+	}
+	// A client certificate of that CA verifies: verify=OK.
+	ts := startServer(t, func(o *Options) { o.TLS = cfg })
+	cc, ck := ca.issue(t, "client.example", true)
+	pair, err := tls.X509KeyPair(cc, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := gosmtp.DialStartTLS(ts.addr, &tls.Config{RootCAs: ca.pool(), ServerName: "mx.test.example",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SendMail("s@x.example", []string{"r@y.example"}, strings.NewReader("Subject: d\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	client.Quit()
+	for _, tr := range ts.st.received(t) {
+		if tr.TLS == nil || tr.TLS.Verify != "OK" {
+			t.Errorf("TLS facts %+v", tr.TLS)
+		}
+	}
+
+	files.CACertFile = dir + "/cert.pem.missing"
+	if _, err := LoadTLSConfig(files); err == nil || !strings.Contains(err.Error(), "cert.pem.missing") {
+		t.Errorf("missing CAcert_file: %v", err)
+	}
+	files.CACertFile = cadir + "/README"
+	if _, err := LoadTLSConfig(files); err == nil || !strings.Contains(err.Error(), "README: no PEM certificate") {
+		t.Errorf("CAcert_file without PEM: %v", err)
+	}
+	if _, err := LoadTLSConfig(TLSFiles{CertFile: files.CertFile}); err == nil {
+		t.Error("no key_file accepted")
+	}
+}
