@@ -243,7 +243,7 @@ func (s *session) finish(longLine bool) error {
 	var r smtp.Reply
 	switch {
 	case b.tooBig:
-		r = smtp.NewReply(552, smtp.E(5, 3, 4), fmt.Sprintf("Message size exceeds fixed maximum message size (%d)", o.MaxMessageSize))
+		r = s.soft(smtp.NewReply(552, smtp.E(5, 3, 4), fmt.Sprintf("Message size exceeds fixed maximum message size (%d)", o.MaxMessageSize)))
 	case b.hdrBig:
 		r = s.soft(smtp.NewReply(552, smtp.E(5, 6, 0), fmt.Sprintf("Headers too large (%d max)", o.MaxHeaderSize)))
 	case b.header.Hops() > o.MaxHops:

@@ -621,6 +621,7 @@ func TestPolicyAnswers(t *testing.T) {
 	}
 	r := ts.hello()
 	r.cmd("MAIL FROM:<spam@x.example>", "450 4.7.1 Go away") // soft_bounce
+	r.cmd("MAIL FROM:<s@x.example> SIZE=99999999999", "452 4.3.4 Message size exceeds")
 	r.cmd("MAIL FROM:<s@x.example>", "250")
 	r.cmd("RCPT TO:<u@y.example>", "450 4.1.1 User unknown")
 	r.cmd("RCPT TO:<drop@y.example>", "250 2.1.5")

@@ -509,7 +509,7 @@ func (s *session) cmdHelo(arg string, ehlo bool) error {
 	}
 	if s.opts.CheckEHLO && s.impersonates(arg) {
 		s.opts.MailLog.ServerSession(s.id).Str("helo", arg).Status("Identity Theft").Write()
-		return s.bad(smtp.NewReply(550, smtp.E(5, 7, 1), "Identity theft: "+arg+" is this host, not you"))
+		return s.bad(s.soft(smtp.NewReply(550, smtp.E(5, 7, 1), "Identity theft: "+arg+" is this host, not you")))
 	}
 	s.resetTxn()
 	s.helo, s.ehlo = arg, ehlo
@@ -601,7 +601,7 @@ func (s *session) cmdMail(arg string) error {
 		return s.bad(replyOf(err))
 	}
 	if args.Size > o.MaxMessageSize {
-		r := smtp.NewReply(552, smtp.E(5, 3, 4), fmt.Sprintf("Message size exceeds fixed maximum message size (%d)", o.MaxMessageSize))
+		r := s.soft(smtp.NewReply(552, smtp.E(5, 3, 4), fmt.Sprintf("Message size exceeds fixed maximum message size (%d)", o.MaxMessageSize)))
 		s.write(r)
 		s.opts.MailLog.ServerSession(s.id).Mail(args.From.String()).Stat(r.Code).Reply(r.String()).Write()
 		return nil
