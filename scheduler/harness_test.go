@@ -198,16 +198,25 @@ type harness struct {
 	// buffers are the shared allocations of the events fed to the core
 	// (decodedLike), for retained.
 	buffers []string
+	// diskFree is what Options.DiskFree reports; negative: it fails.
+	diskFree int64
 }
 
 func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 	clk := clock.NewFake(epoch)
 	h := &harness{t: t, clk: clk, log: newMemLog(clk), content: newMemContent(),
-		routes: map[string]string{}, aliases: map[string][]string{}, servers: map[string]*server{}, connects: map[string]int{}}
+		routes: map[string]string{}, aliases: map[string][]string{}, servers: map[string]*server{}, connects: map[string]int{},
+		diskFree: -1}
 	h.opts = Options{
 		Hostname: "mx.smx.test", Log: h.log, Feed: h.log, Content: h.content, Clock: clk,
 		Rand: rand.New(rand.NewPCG(1, 2)), RetryFuzz: -1, NoReuseConnection: true,
 		NewTxnID: func() (string, error) { h.ids++; return fmt.Sprintf("D%d", h.ids), nil },
+		DiskFree: func() (int64, error) {
+			if h.diskFree < 0 {
+				return 0, errors.New("statfs: not known")
+			}
+			return h.diskFree, nil
+		},
 	}
 	for _, a := range args {
 		v := ""
@@ -250,6 +259,12 @@ func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 			h.opts.MaxErrorsPerDSN = num()
 		case "header-only":
 			h.opts.HeaderOnly = true
+		case "iqdb-max":
+			h.opts.IQDBMaxEntries = num()
+		case "min-disk":
+			h.opts.MinDiskSpace = int64(num())
+		case "ok-disk":
+			h.opts.OKDiskSpace = int64(num())
 		case "max-rcpts":
 			h.opts.SMTPMaxRcptsPerTransaction = num()
 		case "sched-timeout":
@@ -831,10 +846,14 @@ func TestStories(t *testing.T) {
 			case "dsn":
 				// dsn TXN: the parsed DSN message.
 				return h.describeDSN(d.CmdArgs[0].Key)
+			case "disk":
+				// disk FREE: the free bytes DiskFree reports from now on.
+				h.diskFree = int64(atoi(d.CmdArgs[0].Key))
+				return ""
 			case "load":
 				h.shell.publishLoad()
 				st := h.shell.LoadState()
-				return fmt.Sprintf("IQDB=%d/%d AQ=%d/%d DEFEDB=%d throttle=%v refuse=%v %s\n", st.IQDB, st.IQDBMax, st.AQ, st.AQMax, st.DEFEDB, st.Throttle, st.Refuse, st.Reason)
+				return fmt.Sprintf("IQDB=%d/%d AQ=%d/%d DEFEDB=%d disk=%d throttle=%v refuse=%v %s\n", st.IQDB, st.IQDBMax, st.AQ, st.AQMax, st.DEFEDB, st.DiskFree, st.Throttle, st.Refuse, st.Reason)
 			}
 			t.Fatalf("unknown command %s", d.Cmd)
 			return ""

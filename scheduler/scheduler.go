@@ -389,6 +389,8 @@ func (s *Scheduler) publishLoad() {
 		}
 	}
 	switch {
+	case c.loadRefuse && st.DiskFree >= s.opts.MinDiskSpace:
+		st.Refuse, st.Throttle, st.Reason = true, true, fmt.Sprintf("free disk space %d not yet back above ok_disk_space %d", st.DiskFree, s.opts.OKDiskSpace)
 	case c.loadRefuse:
 		st.Refuse, st.Throttle, st.Reason = true, true, fmt.Sprintf("free disk space %d below min_disk_space %d", st.DiskFree, s.opts.MinDiskSpace)
 	case st.IQDB >= st.IQDBMax:
