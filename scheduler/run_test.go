@@ -262,6 +262,15 @@ func TestRetryBounds(t *testing.T) {
 		}
 	}
 	require.Greater(t, last, 54*time.Minute, "delays do not approach retry_max_delay")
+	// The fuzz moves a delay by at most its share, and does move it.
+	seen := map[time.Duration]bool{}
+	for range 50 {
+		d := p.delay(30 * time.Minute)
+		require.GreaterOrEqual(t, d, 27*time.Minute)
+		require.LessOrEqual(t, d, 33*time.Minute)
+		seen[d] = true
+	}
+	require.Greater(t, len(seen), 10, "the fuzz does not spread the retries")
 	// Growth without fuzz: the delay is the age, kept in bounds.
 	q := &retryPolicy{min: 5 * time.Minute, max: time.Hour, expiry: 24 * time.Hour}
 	require.Equal(t, 5*time.Minute, q.delay(time.Minute))
