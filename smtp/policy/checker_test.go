@@ -43,6 +43,9 @@ var testAccess = map[string]string{
 	"to:dropme@my.dom":                                "discard",
 	"to:dropall@my.dom":                               "quick:discard",
 	"cltaddr:127.0.40":                                "cont",
+	"cltaddr:127.0.10.9":                              "cont",
+	"cltresolve:tempa":                                "error:451 4.7.1 forward lookup failed",
+	"from:relayer@good.dom":                           "relay",
 	"cltaddr:127.0.70.1":                              "bogus",
 	"dnsbltest:127.0.0.2":                             "error:550 5.7.1 listed at dnsbl.test as spam source",
 	"dnsbltest:temp":                                  "error:451 4.7.1 temporary lookup failure at dnsbl.test",
@@ -91,6 +94,7 @@ func newFixture(t *testing.T) *fixture {
 		"liar.example. 300 IN A 127.0.0.99",
 		"5.0.0.127.in-addr.arpa. 300 IN PTR client.example.",
 		"client.example. 300 IN A 127.0.0.5",
+		"6.50.0.127.in-addr.arpa. 300 IN PTR flaky.example.",
 		// A blacklist.
 		"2.80.0.127.dnsbl.test. 300 IN A 127.0.0.2",
 		"4.80.0.127.dnsbl.test. 300 IN A 127.0.0.4",
@@ -98,6 +102,7 @@ func newFixture(t *testing.T) *fixture {
 	srv.Add(t, "spammer.example. 300 IN A 127.0.50.1")
 	srv.Rcode("servfail.example", dns.TypeMX, dns.RcodeServerFailure)
 	srv.Rcode("4.50.0.127.in-addr.arpa", dns.TypePTR, dns.RcodeServerFailure)
+	srv.Rcode("flaky.example", dns.TypeA, dns.RcodeServerFailure)
 	srv.Rcode("3.80.0.127.dnsbl.test", dns.TypeA, dns.RcodeServerFailure)
 	dc, err := dnsclient.New(dnsclient.Options{Nameservers: []string{srv.Addr}, Attempts: 1, Timeout: 2 * time.Second})
 	require.NoError(t, err)
@@ -207,6 +212,14 @@ func TestConnectChecks(t *testing.T) {
 	require.Equal(t, ResolveNo, s.ClientResolve(), "PTR name whose A record is elsewhere")
 	require.Equal(t, "", s.ClientName())
 	run(t, c, `connect 127.0.50.4 => reject 451 4.7.1 reverse lookup failed`)
+	s = run(t, c, `connect 127.0.50.6 => reject 451 4.7.1 forward lookup failed`)
+	require.Equal(t, ResolveTempA, s.ClientResolve())
+	// cont stops the cltaddr: lookup (the net 127.0.10 is not consulted)
+	// and lets the other checks go on.
+	run(t, c, `
+		connect 127.0.10.9 => ok
+		mail someone@example.com => ok`)
+	run(t, c, `connect 127.0.40.1 => ok`)
 	s = run(t, c, `
 		connect 127.0.30.1 => discard
 		mail a@example.com => discard
@@ -254,6 +267,8 @@ func TestMailChecks(t *testing.T) {
 		mail x@spammer.example => reject 551 5.7.1 No spammers
 		mail x@a.spammer.example => reject 551 5.7.1 No spammers in subdomains either
 		mail ok@good.dom => ok
+		mail relayer@good.dom => ok
+		rcpt x@example.com => reject 550 5.7.1 Relaying denied
 		mail someone@example.com => ok
 		mail x@nx.example => reject 553 5.1.8 Sender address does not exist
 		mail x@ipmx.example => reject 553 5.1.8 Sender address does not exist
