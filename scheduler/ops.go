@@ -112,8 +112,10 @@ func (s *Scheduler) Flush(ctx context.Context, arg string) error {
 func (s *Scheduler) flush(ctx context.Context, who log.Operator, match func(domain string) bool) (int, error) {
 	var events []log.Event
 	if err := s.call(ctx, func(c *core) {
-		for _, m := range c.q.Messages() {
-			for _, r := range c.q.Recipients(m.Txn) {
+		// One pass without building lists: the queue may hold a million
+		// recipients, and ETRN comes from the network.
+		c.q.Scan(func(_ projections.Message, rcpts []projections.Recipient) bool {
+			for _, r := range rcpts {
 				if r.State != projections.StateDeferred {
 					continue
 				}
@@ -122,7 +124,8 @@ func (s *Scheduler) flush(ctx context.Context, who log.Operator, match func(doma
 					events = append(events, log.Event{Txn: r.Txn, Rcpt: r.Rcpt, Payload: &log.Requeue{Operator: who}})
 				}
 			}
-		}
+			return true
+		})
 	}); err != nil {
 		return 0, err
 	}
