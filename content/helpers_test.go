@@ -1,6 +1,7 @@
 package content
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -186,3 +187,26 @@ func refKey(t testing.TB, ref string) key {
 }
 
 func u64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+// writeLines writes the n bytes of the generator for seed to w one line at
+// a time, as the SMTP server hands a body over, and returns how many lines
+// it wrote.
+func writeLines(w io.Writer, seed uint64, n int64) (int, error) {
+	r := bufio.NewReaderSize(newGenerator(seed, n), 4<<10)
+	lines := 0
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			lines++
+			if _, werr := w.Write(line); werr != nil {
+				return lines, werr
+			}
+		}
+		if err == io.EOF {
+			return lines, nil
+		}
+		if err != nil {
+			return lines, err
+		}
+	}
+}
