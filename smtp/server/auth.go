@@ -145,7 +145,9 @@ func (s *session) cmdAuth(arg string) error {
 		return errQuit // the connection failed
 	}
 	s.auth = &log.AuthInfo{Mechanism: mech, User: user}
-	s.pol.Authenticated(s.ctx, mech, user)
+	ctx, cancel := s.policyContext()
+	s.pol.Authenticated(ctx, mech, user)
+	cancel()
 	s.opts.MailLog.ServerSession(s.id).Str("auth", mech).Str("user", user).Stat(0).Write()
 	s.write(smtp.NewReply(235, smtp.E(2, 7, 0), "Authentication successful"))
 	return nil

@@ -121,6 +121,10 @@ type Options struct {
 	// DataTimeout bounds the whole DATA or BDAT transfer of one message.
 	// Default 30m.
 	DataTimeout time.Duration
+	// WaitForSMAR bounds each policy call (connect, MAIL, RCPT, VRFY,
+	// STARTTLS, AUTH): the resolver's DNS and map lookups that take
+	// longer fail temporarily (wait_for_smar). Default 1m.
+	WaitForSMAR time.Duration
 	// MaxSessions is the number of concurrent sessions (max_threads);
 	// further connections get 421 4.3.2. Default 500.
 	MaxSessions int
@@ -197,6 +201,7 @@ func (o Options) withDefaults() Options {
 	}
 	dur(&o.IOTimeout, 5*time.Minute)
 	dur(&o.DataTimeout, 30*time.Minute)
+	dur(&o.WaitForSMAR, time.Minute)
 	limit := func(n *int, def int) {
 		switch {
 		case *n == 0:

@@ -12,6 +12,8 @@ import (
 	"github.com/smx-mta/smx/smtp/policy"
 	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/resolver"
+	"github.com/smx-mta/smx/smtp/resolver/dnsclient"
+	"github.com/smx-mta/smx/smtp/resolver/dnsclient/dnstest"
 )
 
 // TestRealPolicy runs the server with SMAR's checker: relaying is denied
@@ -152,4 +154,26 @@ func TestRealGreylisting(t *testing.T) {
 	if !strings.Contains(ts.log.all(), "status=greylisted") {
 		t.Error("greylisting not in the mail log")
 	}
+}
+
+// TestWaitForSMAR holds the DNS answer a MAIL check waits for: the reply
+// comes when WaitForSMAR runs out, a temporary failure, and the session
+// goes on.
+func TestWaitForSMAR(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add(t, "slow.example. 300 IN MX 10 mx.slow.example.", "mx.slow.example. 300 IN A 127.0.0.1")
+	srv.Hold("slow.example")
+	defer srv.Release("slow.example")
+	dc, err := dnsclient.New(dnsclient.Options{Nameservers: []string{srv.Addr}, Timeout: time.Hour, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checker, err := policy.New(policy.Options{Resolver: resolver.New(resolver.Options{DNS: dc})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, func(o *Options) { o.Policy = NewPolicy(checker); o.WaitForSMAR = 100 * time.Millisecond })
+	r := ts.hello()
+	r.cmd("MAIL FROM:<s@slow.example>", "451 4.1.8 Sender address does not resolve")
+	r.cmd("NOOP", "250")
 }

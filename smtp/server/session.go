@@ -148,7 +148,9 @@ func (s *session) end() {
 func (s *session) greet() bool {
 	o := s.opts
 	client := policy.ClientInfo{Addr: s.remote.Addr().Unmap(), Port: int(s.remote.Port()), Listener: o.Name}
-	pol, d := o.Policy.Connect(s.ctx, client)
+	ctx, cancel := s.policyContext()
+	pol, d := o.Policy.Connect(ctx, client)
+	cancel()
 	s.pol = pol
 	name := ""
 	if pol != nil {
@@ -239,6 +241,13 @@ func (s *session) waitGreeting(pause time.Duration) bool {
 		return false
 	}
 	return true
+}
+
+// policyContext bounds one policy call by wait_for_smar: a resolver that
+// does not answer in time makes the call fail temporarily instead of
+// holding the client.
+func (s *session) policyContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.opts.WaitForSMAR)
 }
 
 // logSession writes a session line with a status and a reply or reason.
@@ -611,7 +620,9 @@ func (s *session) cmdMail(arg string) error {
 		args.Auth = ""
 	}
 	sender := args.From.String()
-	d := s.pol.Mail(s.ctx, sender, args)
+	ctx, cancel := s.policyContext()
+	d := s.pol.Mail(ctx, sender, args)
+	cancel()
 	discard := s.discardAll
 	switch d.Action {
 	case policy.Reject:
@@ -661,7 +672,9 @@ func (s *session) cmdRcpt(arg string) error {
 		return s.bad(r)
 	}
 	rcpt := args.To.String()
-	d := s.pol.Rcpt(s.ctx, rcpt, args)
+	ctx, cancel := s.policyContext()
+	d := s.pol.Rcpt(ctx, rcpt, args)
+	cancel()
 	switch {
 	case d.Action == policy.Reject && d.Greylisted:
 		return s.greylisted(d, rcpt)
@@ -744,7 +757,9 @@ func (s *session) cmdVrfy(arg string) error {
 	}
 	if v, ok := s.pol.(Verifier); ok && s.opts.VRFY {
 		addr := strings.TrimSuffix(strings.TrimPrefix(arg, "<"), ">")
-		d := v.Verify(s.ctx, addr)
+		ctx, cancel := s.policyContext()
+		d := v.Verify(ctx, addr)
+		cancel()
 		switch d.Action {
 		case policy.Reject:
 			r := decisionReply(d, 550, smtp.E(5, 1, 1), "User unknown")

@@ -124,7 +124,9 @@ func (s *session) handshake() bool {
 	info, cert := tlsFacts(&st, s.opts.TLS)
 	s.tlsInfo = info
 	if s.pol != nil {
-		s.pol.TLS(s.ctx, cert)
+		ctx, cancel := s.policyContext()
+		s.pol.TLS(ctx, cert)
+		cancel()
 	}
 	s.opts.MailLog.ServerSession(s.id).Where("connection").Str("starttls", "successful").
 		Str("version", info.Version).Str("cipher", info.Cipher).Int("bits", int64(info.Bits)).
