@@ -200,13 +200,17 @@ type harness struct {
 	buffers []string
 	// diskFree is what Options.DiskFree reports; negative: it fails.
 	diskFree int64
+	// reused counts the transactions per IP that went over a session
+	// from the connection cache; closed lists the sessions closed, by IP.
+	reused map[string]int
+	closed []string
 }
 
 func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 	clk := clock.NewFake(epoch)
 	h := &harness{t: t, clk: clk, log: newMemLog(clk), content: newMemContent(),
 		routes: map[string]string{}, aliases: map[string][]string{}, servers: map[string]*server{}, connects: map[string]int{},
-		diskFree: -1}
+		diskFree: -1, reused: map[string]int{}}
 	h.opts = Options{
 		Hostname: "mx.smx.test", Log: h.log, Feed: h.log, Content: h.content, Clock: clk,
 		Rand: rand.New(rand.NewPCG(1, 2)), RetryFuzz: -1, NoReuseConnection: true,
@@ -271,6 +275,14 @@ func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 			h.opts.SchedulerTimeout = dur()
 		case "hold-deliveries":
 			h.hold = true
+		case "reuse":
+			// Sessions stay open for further transactions (the default
+			// of smxd; the stories' default is a session each).
+			h.opts.NoReuseConnection = false
+		case "octo":
+			h.opts.ConnectionCacheTimeout = dur()
+		case "occ-max":
+			h.opts.OCCMaxEntries = num()
 		case "hold-resolutions":
 			h.holdResolves = true
 		case "oci":
@@ -367,6 +379,14 @@ func (h *harness) runDelivery(job *deliveryJob) {
 	var failed []client.Attempt
 	var ip, host string
 	var srv *server
+	if sess := job.session; sess != nil {
+		// A session from the connection cache: no new connection.
+		h.reused[sess.IP]++
+		ip, host, srv = sess.IP, sess.Host, h.servers[sess.IP]
+		if srv == nil {
+			srv = &server{}
+		}
+	}
 	for _, hop := range job.route.Hops {
 		for _, a := range hop.Addrs {
 			if srv != nil {
@@ -393,6 +413,10 @@ func (h *harness) runDelivery(job *deliveryJob) {
 	} else {
 		done.connected = true
 		done.sessionIP = ip
+		done.session = job.session
+		if done.session == nil {
+			done.session = &client.Session{Host: host, IP: ip, Port: 25}
+		}
 		res = &client.Result{Attempts: failed, Host: host, IP: ip, Port: 25, Stage: client.StageDone, DSN: srv.dsn,
 			Reply: client.Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{"ok"}}}
 		for _, r := range env.Rcpts {
@@ -439,7 +463,7 @@ func (h *harness) release(m projections.Message) {
 	})
 }
 
-func (h *harness) closeSession(*client.Session) {}
+func (h *harness) closeSession(s *client.Session) { h.closed = append(h.closed, s.IP) }
 
 // crash is a kill -9 of smxd followed by a restart: the work in flight
 // (resolutions, deliveries, DSNs being built, appends not yet made) is
@@ -829,6 +853,16 @@ func TestStories(t *testing.T) {
 				return fmt.Sprintf("%d\n", n)
 			case "conns":
 				return h.core.describeConns()
+			case "sessions":
+				// sessions: the transactions that reused a cached session
+				// and the sessions closed, per IP, and what is idle now.
+				var b strings.Builder
+				for _, ip := range sortedKeys(h.reused) {
+					fmt.Fprintf(&b, "reused %s %d\n", ip, h.reused[ip])
+				}
+				fmt.Fprintf(&b, "closed %v\n", h.closed)
+				fmt.Fprintf(&b, "idle %d\n", h.core.idleCount)
+				return b.String()
 			case "connects":
 				var ips []string
 				for ip := range h.connects {
