@@ -124,6 +124,12 @@ func TestRouteFailures(t *testing.T) {
 	srv.Add(t,
 		"nullmx.example. 300 IN MX 0 .",
 		"ipmx.example. 300 IN MX 10 192.0.2.1.",
+		// One MX naming an IP among good ones still refuses the domain,
+		// as the seed says ("a domain whose MX record points to an IP
+		// address is not resolved").
+		"mixedipmx.example. 300 IN MX 10 good.mixedipmx.example.",
+		"mixedipmx.example. 300 IN MX 20 192.0.2.1.",
+		"good.mixedipmx.example. 300 IN A 127.0.2.4",
 		"implicit.example. 300 IN A 127.0.2.1",
 		"implicit.example. 300 IN TXT \"no mx here\"",
 		"noaddr.example. 300 IN MX 10 gone.noaddr.example.",
@@ -148,6 +154,7 @@ func TestRouteFailures(t *testing.T) {
 		{"nonexistent.example", NXDomain, false},
 		{"nullmx.example", NullMX, false},
 		{"ipmx.example", MXIsIP, false},
+		{"mixedipmx.example", MXIsIP, false},
 		{"noaddr.example", NoAddress, false},
 		{"empty.example", NoAddress, false},
 		{"servfail.example", ServFail, true},
