@@ -49,7 +49,10 @@ func (c *Client) Route(ctx context.Context, domain string) ([]Host, error) {
 	}
 	mxs := make([]*dns.MX, 0, len(ans.records))
 	for _, rr := range ans.records {
-		mx := rr.(*dns.MX)
+		mx, ok := rr.(*dns.MX)
+		if !ok {
+			continue // interpret keeps records of the asked type only
+		}
 		if mx.Mx == "." {
 			if len(ans.records) == 1 {
 				return nil, &Error{Name: domain, Type: "MX", Kind: NullMX}
@@ -278,7 +281,9 @@ func (c *Client) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error)
 	}
 	out := make([]string, 0, len(ans.records))
 	for _, rr := range ans.records {
-		out = append(out, rr.(*dns.PTR).Ptr)
+		if ptr, ok := rr.(*dns.PTR); ok {
+			out = append(out, ptr.Ptr)
+		}
 	}
 	return out, nil
 }
