@@ -266,3 +266,45 @@ func FuzzHeaderScanner(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLineReader checks the command line reader against the obvious
+// reference, whatever the buffer size: each LF ends a line; a line over the
+// limit (CRLF included) is ErrLineTooLong and reading goes on; otherwise
+// it must end in CRLF (ErrBareLF) and hold no other CR (ErrBareCR).
+func FuzzLineReader(f *testing.F) {
+	for _, s := range []string{"EHLO x\r\nQUIT\r\n", "a\nb\r\n", "x\ry\r\n", "0123456789abcdef\r\nok\r\n", "tail", ""} {
+		f.Add([]byte(s), uint8(12), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, limit, size uint8) {
+		max := int(limit)%40 + 3
+		lr := NewLineReader(bufio.NewReaderSize(bytes.NewReader(in), int(size)%32+16), max)
+		rest := in
+		for {
+			line, err := lr.ReadLine()
+			var want []byte
+			var wantErr error
+			i := bytes.IndexByte(rest, '\n')
+			switch {
+			case len(rest) == 0:
+				wantErr = io.EOF
+			case i < 0:
+				wantErr = io.ErrUnexpectedEOF
+			case i+1 > max:
+				wantErr = ErrLineTooLong
+			case i == 0 || rest[i-1] != '\r':
+				wantErr = ErrBareLF
+			case bytes.IndexByte(rest[:i-1], '\r') >= 0:
+				wantErr = ErrBareCR
+			default:
+				want = rest[:i-1]
+			}
+			if !errors.Is(err, wantErr) || wantErr == nil && !bytes.Equal(line, want) {
+				t.Fatalf("%q limit %d at %q: %q, %v; reference %q, %v", in, max, rest, line, err, want, wantErr)
+			}
+			if i < 0 || len(rest) == 0 {
+				return
+			}
+			rest = rest[i+1:]
+		}
+	})
+}
