@@ -30,6 +30,8 @@ type RouteHost struct {
 	Literal netip.Addr // the address of "[IPv4]" (or "[IPv6:...]")
 }
 
+// String renders h as the mailertable writes it: the host name, or the
+// literal in brackets ("[192.0.2.1]", "[IPv6:2001:db8::1]").
 func (h RouteHost) String() string {
 	if h.Literal.IsValid() {
 		if h.Literal.Is6() {
