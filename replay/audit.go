@@ -121,7 +121,7 @@ func WriteStory(w io.Writer, s *Story, loc *time.Location) error {
 func writeStory(w *bufio.Writer, s *Story, loc *time.Location, indent string) {
 	fmt.Fprintf(w, "%smessage %s", indent, s.Txn)
 	if s.MessageID != "" {
-		fmt.Fprintf(w, " Message-ID %s", s.MessageID)
+		fmt.Fprintf(w, " Message-ID %s", printable(s.MessageID))
 	}
 	if s.DSNOf != "" {
 		fmt.Fprintf(w, " (DSN for %s)", s.DSNOf)
@@ -137,7 +137,7 @@ func writeStory(w *bufio.Writer, s *Story, loc *time.Location, indent string) {
 		verb, fields := describe(e, q)
 		fmt.Fprintf(w, "%s  %s  seq %d  ", indent, e.Time.In(loc).Format("2006-01-02 15:04:05.000"), e.Seq)
 		if e.Rcpt != log.NoRcpt {
-			fmt.Fprintf(w, "%d <%s> ", e.Rcpt, addrOf(e, q, e.Rcpt))
+			fmt.Fprintf(w, "%d <%s> ", e.Rcpt, printable(addrOf(e, q, e.Rcpt)))
 		}
 		var b strings.Builder
 		writeFields(&b, fields)
@@ -153,9 +153,9 @@ func writeStory(w *bufio.Writer, s *Story, loc *time.Location, indent string) {
 		fmt.Fprintf(w, "%s  outcome:\n", indent)
 	}
 	for _, r := range rcpts {
-		fmt.Fprintf(w, "%s    %d <%s> %s", indent, r.Rcpt, r.Addr, r.State)
+		fmt.Fprintf(w, "%s    %d <%s> %s", indent, r.Rcpt, printable(r.Addr), r.State)
 		if detail := outcomeDetail(s, r, loc); detail != "" {
-			fmt.Fprintf(w, ": %s", detail)
+			fmt.Fprintf(w, ": %s", printable(detail))
 		}
 		fmt.Fprintln(w)
 	}

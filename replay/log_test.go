@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -314,4 +315,39 @@ func TestReadersSurviveEmptyPayloads(t *testing.T) {
 	rep, err := Verify(context.Background(), src, nil)
 	require.NoError(t, err)
 	require.Equal(t, len(nils), rep.ByRule["malformed"], "%v", rep.Violations)
+}
+
+// TestHostileTextIsEscaped: a server's reply, a Message-ID or an address
+// with terminal control sequences (or bytes that are not UTF-8) reaches
+// the operator's terminal escaped in every reader's output.
+func TestHostileTextIsEscaped(t *testing.T) {
+	const esc = "\x1b]0;owned\x07\x1b[2J\x9b"
+	b := replaytest.New()
+	b.Add("A", log.NoRcpt, &log.TxnReceived{Sender: "alice" + esc + "@example.org", Rcpts: []log.Recipient{{Addr: "x" + esc + "@a.example"}, {Addr: "y@a.example"}},
+		Content: "A", ReceivedAt: b.Now, MessageID: "<id" + esc + "@example.org>"})
+	b.Defer("A", 0, "192.0.2.1", time.Hour, "421 4.3.0 "+esc+"try later")
+	b.Fail("A", 1, "192.0.2.1", "550 5.1.1 "+esc+"unknown")
+	src := &Events{List: b.Events()}
+
+	var out bytes.Buffer
+	r, err := Rebuild(context.Background(), src, Point{})
+	require.NoError(t, err)
+	require.NoError(t, WriteMailq(&out, r.Queue(), src.Get, MailqOptions{Directory: "/q"}))
+	stories, err := Audit(context.Background(), src, "A")
+	require.NoError(t, err)
+	require.Len(t, stories, 1)
+	require.NoError(t, WriteStory(&out, stories[0], time.UTC))
+	r, err = RebuildBefore(context.Background(), src, Point{Seq: 1})
+	require.NoError(t, err)
+	require.NoError(t, r.Run(context.Background(), Point{}, func(e log.Event, q *projections.Queue) error {
+		out.WriteString(Line(e, q) + "\n")
+		return nil
+	}))
+	text := out.String()
+	for _, c := range []string{"\x1b", "\x07", "\x9b"} {
+		require.NotContains(t, text, c, "a control character reached the output:\n%q", text)
+	}
+	require.Contains(t, text, `(Deferred: 421 4.3.0 \x1b]0;owned\x07\x1b[2J\x9btry later)`)
+	require.Contains(t, text, `failed: 550 5.1.1 \x1b]0;owned\x07\x1b[2J\x9bunknown`)
+	require.Contains(t, text, `Message-ID <id\x1b]0;owned\x07\x1b[2J\x9b@example.org>`)
 }

@@ -85,15 +85,16 @@ func WriteMailq(w io.Writer, q *projections.Queue, get func(seq uint64) (log.Eve
 			}
 		}
 		fmt.Fprintf(bw, "%*s%c%8d %s <%s>\n", idWidth-1, en.m.Txn, flag, en.m.Size,
-			en.m.ReceivedAt.In(loc).Format("Mon Jan _2 15:04"), en.m.Sender)
+			en.m.ReceivedAt.In(loc).Format("Mon Jan _2 15:04"), printable(en.m.Sender))
 		if en.m.Held {
 			fmt.Fprintf(bw, "%s(held by operator)\n", statusIndent)
 		}
 		for _, r := range en.rcpts {
-			fmt.Fprintf(bw, "%s<%s>\n", rcptIndent, r.Addr)
-			if s := rcptStatus(r, en.m.Held, get, loc); s != "" {
+			fmt.Fprintf(bw, "%s<%s>\n", rcptIndent, printable(r.Addr))
+			if s := printable(rcptStatus(r, en.m.Held, get, loc)); s != "" {
 				if len(s) > statusWidth {
-					s = s[:statusWidth]
+					// Cut at a character, not inside one.
+					s = strings.ToValidUTF8(s[:statusWidth], "")
 				}
 				fmt.Fprintf(bw, "%s(%s)\n", statusIndent, s)
 			}

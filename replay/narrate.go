@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smx-mta/smx/log"
 	"github.com/smx-mta/smx/projections"
@@ -44,10 +45,14 @@ func addrOf(e log.Event, q *projections.Queue, idx int32) string {
 }
 
 // quote renders v for a name=value pair: bare when it is a plain token,
-// quoted Go-style when it holds spaces, quotes, '=' or control characters.
+// quoted Go-style when it holds spaces, quotes, '=', control characters
+// or bytes that are not UTF-8.
 func quote(v string) string {
 	if v == "" {
 		return `""`
+	}
+	if !utf8.ValidString(v) {
+		return strconv.Quote(v)
 	}
 	for _, c := range v {
 		if c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f || c >= 0x80 && !strconv.IsPrint(c) {
@@ -55,6 +60,40 @@ func quote(v string) string {
 		}
 	}
 	return v
+}
+
+// printable makes text from the network (a server's reply, a Message-ID,
+// an address) safe to print on the operator's terminal where it is not
+// quoted: control characters and bytes that are not UTF-8 are written as
+// Go escapes (\x1b), so that a hostile reply cannot move the cursor or
+// rewrite what smxctl shows. Plain text is returned as it is.
+func printable(s string) string {
+	plain := utf8.ValidString(s)
+	for _, c := range s {
+		if !plain {
+			break
+		}
+		plain = c >= ' ' && c != 0x7f && (c < 0x80 || strconv.IsPrint(c))
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case c < ' ' || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		case c >= 0x80 && !strconv.IsPrint(c):
+			fmt.Fprintf(&b, `\u%04x`, c)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 func timeString(t time.Time) string {
@@ -260,7 +299,7 @@ func Line(e log.Event, q *projections.Queue) string {
 		if e.Rcpt != log.NoRcpt {
 			fmt.Fprintf(&b, ":%d", e.Rcpt)
 			if a := addrOf(e, q, e.Rcpt); a != "" {
-				fmt.Fprintf(&b, " <%s>", a)
+				fmt.Fprintf(&b, " <%s>", printable(a))
 			}
 		}
 	}
