@@ -204,12 +204,12 @@ func failBadAddress(err error) *Failure {
 	return &Failure{553, "5.1.3", "Bad recipient address syntax: " + strings.TrimPrefix(err.Error(), "address: ")}
 }
 
-var (
-	failUserUnknown = &Failure{550, "5.1.1", "User unknown"}
-	failAliasLoop   = &Failure{554, "5.4.6", "Alias loop"}
-	failAliasDepth  = &Failure{554, "5.4.6", "Alias nesting too deep"}
-	failTooMany     = &Failure{554, "5.5.3", "Alias expands to too many recipients"}
-)
+// Each call makes a new Failure, so that no caller shares one with
+// another.
+func failUserUnknown() *Failure { return &Failure{550, "5.1.1", "User unknown"} }
+func failAliasLoop() *Failure   { return &Failure{554, "5.4.6", "Alias loop"} }
+func failAliasDepth() *Failure  { return &Failure{554, "5.4.6", "Alias nesting too deep"} }
+func failTooMany() *Failure     { return &Failure{554, "5.5.3", "Alias expands to too many recipients"} }
 
 func failConfig(what string, err error) *Failure {
 	return &Failure{451, "4.3.5", fmt.Sprintf("Configuration error in %s: %v", what, err)}
@@ -484,7 +484,7 @@ func (v *view) expandEntry(ctx context.Context, a maps.Address, m maps.Match, de
 		key := maps.Fold(e.String())
 		if path[key] {
 			v.tracef("aliases: loop at %s", e)
-			return failAliasLoop
+			return failAliasLoop()
 		}
 		sub, found, f := v.aliasLookup(ctx, e)
 		if f != nil {
@@ -493,7 +493,7 @@ func (v *view) expandEntry(ctx context.Context, a maps.Address, m maps.Match, de
 		if found && strings.TrimSpace(sub.Value) != LocalRHS {
 			if depth >= v.opts.MaxAliasDepth {
 				v.tracef("aliases: %s nests deeper than %d", e, v.opts.MaxAliasDepth)
-				return failAliasDepth
+				return failAliasDepth()
 			}
 			path[key] = true
 			f := v.expandEntry(ctx, e, sub, depth+1, path, seen, out)
@@ -508,7 +508,7 @@ func (v *view) expandEntry(ctx context.Context, a maps.Address, m maps.Match, de
 		}
 		seen[key] = true
 		if len(*out) >= v.opts.MaxExpansion {
-			return failTooMany
+			return failTooMany()
 		}
 		*out = append(*out, e.String())
 	}
@@ -575,7 +575,7 @@ func (v *view) route(ctx context.Context, a maps.Address, validate bool) Result 
 		}
 		if !ok {
 			v.tracef("local address %s does not exist", a)
-			res.Failure = failUserUnknown
+			res.Failure = failUserUnknown()
 			return res
 		}
 	}
