@@ -29,11 +29,11 @@ import (
 type CredentialMap struct {
 	mu    sync.RWMutex
 	users map[string][]byte
+	// dummy is compared against for unknown users, so that their answer
+	// takes as long as a wrong password: it has the highest cost of the
+	// users' hashes.
+	dummy []byte
 }
-
-// dummyHash is compared against for unknown users so that their answer
-// takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("smx: no such user"), bcrypt.MinCost)
 
 // LoadCredentialMap reads a credential map file. Errors name the file,
 // line and column.
@@ -47,7 +47,23 @@ func LoadCredentialMap(path string) (*CredentialMap, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CredentialMap{users: users}, nil
+	dummy, err := dummyHash(users)
+	if err != nil {
+		return nil, fmt.Errorf("smtp server: credentials %s: %w", path, err)
+	}
+	return &CredentialMap{users: users, dummy: dummy}, nil
+}
+
+// dummyHash hashes a password nobody has at the highest cost among the
+// users' hashes.
+func dummyHash(users map[string][]byte) ([]byte, error) {
+	cost := bcrypt.MinCost
+	for _, h := range users {
+		if c, err := bcrypt.Cost(h); err == nil && c > cost {
+			cost = c
+		}
+	}
+	return bcrypt.GenerateFromPassword([]byte("smx: no such user"), cost)
 }
 
 // parseCredentials reads the lines of a credential map named path.
@@ -85,9 +101,10 @@ func parseCredentials(r io.Reader, path string) (map[string][]byte, error) {
 func (m *CredentialMap) Authenticate(user, password string) bool {
 	m.mu.RLock()
 	hash, ok := m.users[user]
+	dummy := m.dummy
 	m.mu.RUnlock()
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummy, []byte(password))
 		return false
 	}
 	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
@@ -101,7 +118,7 @@ func (m *CredentialMap) Reload(path string) error {
 		return err
 	}
 	m.mu.Lock()
-	m.users = n.users
+	m.users, m.dummy = n.users, n.dummy
 	m.mu.Unlock()
 	return nil
 }

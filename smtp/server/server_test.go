@@ -368,7 +368,7 @@ func TestAuth(t *testing.T) {
 func TestCredentialMap(t *testing.T) {
 	dir := t.TempDir()
 	good := dir + "/auth"
-	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost+1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,6 +379,10 @@ func TestCredentialMap(t *testing.T) {
 	}
 	if !m.Authenticate("alice", "secret") || m.Authenticate("alice", "Secret") || m.Authenticate("bob", "secret") {
 		t.Error("Authenticate")
+	}
+	// An unknown user is checked against a hash as costly as the users'.
+	if cost, _ := bcrypt.Cost(m.dummy); cost != bcrypt.MinCost+1 {
+		t.Errorf("unknown users cost %d, the users %d", cost, bcrypt.MinCost+1)
 	}
 	bad := dir + "/bad"
 	writeFile(t, bad, "alice "+string(hash)+"\n  bob plaintext\n")
