@@ -74,6 +74,12 @@ func FuzzOpenSegment(f *testing.F) {
 		}
 		opts := testOptions()
 		opts.Now = func() time.Time { return time.Unix(0, id*1000+5000) }
+		// A reader beside smxd sees the files as they are, before any
+		// recovery: it must cope the same way.
+		if ro, err := OpenReadOnly(dir, opts); err == nil {
+			readEvery(t, ro)
+			require.NoError(t, ro.Close())
+		}
 		s, err := Open(dir, opts)
 		if err != nil {
 			return
@@ -96,6 +102,23 @@ func FuzzOpenSegment(f *testing.F) {
 		ref := put(t, s, "SAFTER", body(1, 100))
 		requireBody(t, s, ref, body(1, 100))
 	})
+}
+
+// readEvery reads every body a read-only store lists, which must either
+// be served or reported; nothing may panic or hang.
+func readEvery(t *testing.T, ro *Store) {
+	var refs []string
+	require.NoError(t, ro.Scan(context.Background(), func(b Body) error {
+		refs = append(refs, b.Ref)
+		return nil
+	}))
+	for _, ref := range refs {
+		ro.Exists(ref)
+		if r, err := ro.Open(ref); err == nil {
+			_, _ = io.Copy(io.Discard, r)
+			r.Close()
+		}
+	}
 }
 
 // fuzzSeeds builds a sealed segment with release marks and an unsealed
