@@ -24,7 +24,8 @@ import (
 )
 
 // bins are the binaries under test, built once by TestMain without the
-// race detector (the tests themselves run with it).
+// race detector (the tests themselves run with it): smxd, smxctl and the
+// tools that run against them.
 var bins struct {
 	dir, smxd, smxctl string
 }
@@ -48,7 +49,11 @@ func TestMain(m *testing.M) {
 	bins.dir = dir
 	bins.smxd = filepath.Join(dir, "smxd")
 	bins.smxctl = filepath.Join(dir, "smxctl")
-	for _, b := range []struct{ out, pkg string }{{bins.smxd, "../../cmd/smxd"}, {bins.smxctl, "../../cmd/smxctl"}} {
+	for _, b := range []struct{ out, pkg string }{
+		{bins.smxd, "../../cmd/smxd"}, {bins.smxctl, "../../cmd/smxctl"},
+		{filepath.Join(dir, "loadgen"), "../loadgen"}, {filepath.Join(dir, "smtpsink"), "../smtpsink"},
+		{filepath.Join(dir, "relaybench"), "../relaybench"},
+	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
