@@ -1,7 +1,6 @@
 package content
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -83,20 +82,7 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("cdb: open %s read-only: not a directory", abs)
 	}
-	s := &Store{
-		dir:       abs,
-		opts:      opts,
-		log:       opts.Logger.With("component", "cdb", "mode", "read-only"),
-		readOnly:  true,
-		segments:  make(map[uint64]*segment),
-		relocated: make(map[key]location),
-		roundDone: make(chan struct{}),
-		dirtyRel:  make(map[*os.File]bool),
-		kick:      make(chan struct{}, 1),
-		quit:      make(chan struct{}),
-	}
-	s.disk.accepting = true
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := newStore(abs, opts, true)
 	if err := s.Refresh(); err != nil {
 		s.cancel()
 		return nil, err

@@ -79,20 +79,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cdb: open %s: %w", dir, err)
 	}
-	s := &Store{
-		dir:       dir,
-		opts:      opts,
-		log:       opts.Logger.With("component", "cdb"),
-		lock:      lock,
-		segments:  make(map[uint64]*segment),
-		relocated: make(map[key]location),
-		roundDone: make(chan struct{}),
-		dirtyRel:  make(map[*os.File]bool),
-		kick:      make(chan struct{}, 1),
-		quit:      make(chan struct{}),
-	}
-	s.disk.accepting = true
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := newStore(dir, opts, false)
+	s.lock = lock
 	if err := s.load(); err != nil {
 		s.cancel()
 		s.closeFiles()
@@ -106,6 +94,30 @@ func Open(dir string, opts Options) (*Store, error) {
 		go s.compactLoop()
 	}
 	return s, nil
+}
+
+// newStore returns a Store on dir, an absolute path, with nothing read
+// yet: Open loads and recovers it, OpenReadOnly reads a view of it.
+func newStore(dir string, opts Options, readOnly bool) *Store {
+	logger := opts.Logger.With("component", "cdb")
+	if readOnly {
+		logger = logger.With("mode", "read-only")
+	}
+	s := &Store{
+		dir:       dir,
+		opts:      opts,
+		log:       logger,
+		readOnly:  readOnly,
+		segments:  make(map[uint64]*segment),
+		relocated: make(map[key]location),
+		roundDone: make(chan struct{}),
+		dirtyRel:  make(map[*os.File]bool),
+		kick:      make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+	}
+	s.disk.accepting = true
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
 }
 
 // Dir returns the directory of the store.
