@@ -166,7 +166,7 @@ func TestArchivePasses(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sink.port)), 0o644))
 			file := filepath.Join(dir, "smx.conf")
 			require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
-queue_directory = spool;
+queue_directory = `+filepath.Join(dir, "spool")+`;
 log { output = stderr; }
 qmgr { event_log { archive_after = `+tc.archiveAfter+`; } }
 smar { mailertable { file = mt; } }
