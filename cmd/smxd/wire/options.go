@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/content"
@@ -50,11 +51,14 @@ func CDBDirectory(c *conf.Config) string {
 }
 
 // QMGRConf is what the qmgr_conf map (qmgr { conf }) says about
-// connection limits: oci:/ocm: per destination IP or net for the
+// connections: oci:/ocm: per destination IP or net and octo: for the
 // scheduler, icr:/icm: per client IP or net for the SMTP servers.
 type QMGRConf struct {
 	Outgoing []scheduler.ConnLimit
 	Incoming []server.ConnOverride
+	// CacheTimeout is octo: (seconds in the map), the timeout of an
+	// entry in the outgoing connection cache; 0 when the map has none.
+	CacheTimeout time.Duration
 }
 
 // ReadQMGRConf reads the qmgr_conf map file; an empty path gives nothing.
@@ -83,6 +87,15 @@ func ReadQMGRConf(path string) (QMGRConf, error) {
 		}
 		switch tag {
 		case "oci", "ocm", "icr", "icm":
+		case "octo":
+			// Seed 001: the timeout of an entry in the outgoing
+			// connection cache, one for all destinations.
+			n, err := strconv.Atoi(strings.TrimSpace(entries[k]))
+			if err != nil || n <= 0 || key != "" {
+				return out, fmt.Errorf("%s: %s: expected octo: and a number of seconds, found %q", path, k, entries[k])
+			}
+			out.CacheTimeout = time.Duration(n) * time.Second
+			continue
 		default:
 			continue
 		}
@@ -168,6 +181,10 @@ func SchedulerOptions(c *conf.Config, qc QMGRConf) scheduler.Options {
 		MinDiskSpace:               int64(q.MinDiskSpace),
 		OKDiskSpace:                int64(q.OKDiskSpace),
 		Hostname:                   c.Hostname,
+	}
+	if qc.CacheTimeout > 0 {
+		// qmgr_conf's octo: is the seed's name for the same timeout.
+		o.ConnectionCacheTimeout = qc.CacheTimeout
 	}
 	if o.MergeDelayMax == 0 {
 		// smx.conf's merge_delay_max = 0 means "do not wait"; the
