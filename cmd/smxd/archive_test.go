@@ -157,7 +157,7 @@ func TestArchivePasses(t *testing.T) {
 		archiveAfter string
 		archives     bool
 	}{{"0", false}, {"1ms", true}} {
-		t.Run("archive_after="+tc.archiveAfter, func(t *testing.T) {
+		t.Run("archive_after "+tc.archiveAfter, func(t *testing.T) {
 			dir := t.TempDir()
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err)
@@ -166,7 +166,7 @@ func TestArchivePasses(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sink.port)), 0o644))
 			file := filepath.Join(dir, "smx.conf")
 			require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
-queue_directory = `+filepath.Join(dir, "spool")+`;
+queue_directory = "`+filepath.Join(dir, "spool")+`";
 log { output = stderr; }
 qmgr { event_log { archive_after = `+tc.archiveAfter+`; } }
 smar { mailertable { file = mt; } }
