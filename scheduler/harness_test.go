@@ -18,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/log/maillog"
 	"github.com/smx-mta/smx/projections"
 	"github.com/smx-mta/smx/scheduler/clock"
 	"github.com/smx-mta/smx/smtp/client"
@@ -204,6 +205,14 @@ type harness struct {
 	// from the connection cache; closed lists the sessions closed, by IP.
 	reused map[string]int
 	closed []string
+	// maillog holds the mail log lines the scheduler wrote (fields only).
+	maillog []string
+}
+
+// WriteLine implements maillog.Sink for the harness.
+func (h *harness) WriteLine(e maillog.Entry) error {
+	h.maillog = append(h.maillog, string(e.Fields))
+	return nil
 }
 
 func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
@@ -293,6 +302,7 @@ func newHarness(t *testing.T, args []datadriven.CmdArg) *harness {
 			t.Fatalf("unknown init argument %s", a.Key)
 		}
 	}
+	h.opts.MailLog = maillog.New(maillog.Options{Sink: h})
 	h.opts = h.opts.withDefaults()
 	h.shell = &Scheduler{opts: h.opts}
 	c, err := newCore(&h.shell.opts, projections.New(), h)
@@ -853,6 +863,15 @@ func TestStories(t *testing.T) {
 				return fmt.Sprintf("%d\n", n)
 			case "conns":
 				return h.core.describeConns()
+			case "maillog":
+				// maillog FUNC: the mail log lines with func=FUNC.
+				var b strings.Builder
+				for _, l := range h.maillog {
+					if strings.Contains(l, "func="+d.CmdArgs[0].Key+",") {
+						b.WriteString(l + "\n")
+					}
+				}
+				return b.String()
 			case "sessions":
 				// sessions: the transactions that reused a cached session
 				// and the sessions closed, per IP, and what is idle now.
