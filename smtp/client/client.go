@@ -29,6 +29,8 @@ type ConnectError struct {
 	Attempts []Attempt
 }
 
+// Error names the last address tried, the stage it failed at and its
+// reply.
 func (e *ConnectError) Error() string {
 	if len(e.Attempts) == 0 {
 		return "client: no host to connect to"
