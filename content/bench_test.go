@@ -92,7 +92,7 @@ func BenchmarkWriteLines(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				n, err := writeLines(w, 1, size)
+				n, err := writeLines(w, newGenerator(1, size))
 				if err != nil {
 					b.Fatal(err)
 				}
