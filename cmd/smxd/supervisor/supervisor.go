@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -234,7 +235,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 }
 
 func (s *Supervisor) startOne(ctx context.Context, e *entry) error {
-	svc, err := e.c.Start(ctx)
+	svc, err := s.startService(ctx, e.c)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", e.c.Name, err)
 	}
@@ -247,13 +248,46 @@ func (s *Supervisor) startOne(ctx context.Context, e *entry) error {
 	s.mu.Unlock()
 	s.opts.Logger.Info("component started", "component", e.c.Name)
 	go func() {
-		err := svc.Run()
+		err := s.runService(e.c.Name, svc)
 		select {
 		case s.exits <- exit{name: e.c.Name, gen: gen, err: err}:
 		case <-s.done:
 		}
 	}()
 	return nil
+}
+
+// startService calls c.Start, turning a panic into an error (the stack
+// goes to the debug log): a component whose start panics fails like one
+// whose start returns an error.
+func (s *Supervisor) startService(ctx context.Context, c Component) (svc Service, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Error("component start panicked", "component", c.Name, "panic", r, "stack", string(debug.Stack()))
+			svc, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	svc, err = c.Start(ctx)
+	if err == nil && svc == nil {
+		err = errors.New("Start returned no service")
+	}
+	return svc, err
+}
+
+// runService calls svc.Run, turning a panic into an error (the stack goes
+// to the debug log): the MCP
+// restarts a module that crashed, and in one process a crash is a panic
+// of the goroutine that runs the component. (A panic in a goroutine the
+// component started itself cannot be caught here; the components recover
+// those of sessions and delivery attempts themselves.)
+func (s *Supervisor) runService(name string, svc Service) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Error("component panicked", "component", name, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return svc.Run()
 }
 
 // stopOne stops e's instance if it runs and waits for its Run to return.
@@ -395,11 +429,7 @@ func (s *Supervisor) loop() {
 			if !current {
 				continue
 			}
-			backoff := s.opts.MinBackoff
-			for i := 1; i < failures && backoff < s.opts.MaxBackoff; i++ {
-				backoff *= 2
-			}
-			backoff = min(backoff, s.opts.MaxBackoff)
+			backoff := s.backoff(failures)
 			s.opts.Logger.Error("component failed", "component", x.name, "err", x.err, "restart_in", backoff)
 			s.opts.OnEvent(Event{Kind: "failed", Component: x.name, Err: x.err, Backoff: backoff})
 			waiting = append(waiting, &pending{names: []string{x.name}, at: s.opts.After(backoff)})
@@ -412,11 +442,7 @@ func (s *Supervisor) loop() {
 				failures := e.failures
 				e.lastErr = err
 				s.mu.Unlock()
-				backoff := s.opts.MinBackoff
-				for i := 1; i < failures && backoff < s.opts.MaxBackoff; i++ {
-					backoff *= 2
-				}
-				backoff = min(backoff, s.opts.MaxBackoff)
+				backoff := s.backoff(failures)
 				s.opts.OnEvent(Event{Kind: "restart_failed", Component: next.names[0], Err: err, Backoff: backoff})
 				waiting = append(waiting, &pending{names: next.names, at: s.opts.After(backoff)})
 			}
@@ -424,6 +450,17 @@ func (s *Supervisor) loop() {
 			req.reply <- s.restart(req.names)
 		}
 	}
+}
+
+// backoff is the wait before a restart after failures failures in a row:
+// MinBackoff, doubled for each failure after the first, at most
+// MaxBackoff.
+func (s *Supervisor) backoff(failures int) time.Duration {
+	b := s.opts.MinBackoff
+	for i := 1; i < failures && b < s.opts.MaxBackoff; i++ {
+		b *= 2
+	}
+	return min(b, s.opts.MaxBackoff)
 }
 
 // restart stops the restart set of names (those of it that still run) in

@@ -252,3 +252,73 @@ func TestNewRejectsBadGraphs(t *testing.T) {
 	_, err = New([]Component{{Name: "a", Start: start}, {Name: "a", Start: start}}, Options{})
 	require.ErrorContains(t, err, "declared twice")
 }
+
+// panicky is a component instance whose Run panics when told to.
+type panicky struct {
+	boom chan string
+	stop chan struct{}
+	once sync.Once
+}
+
+func (p *panicky) Run() error {
+	select {
+	case v := <-p.boom:
+		panic(v)
+	case <-p.stop:
+		return nil
+	}
+}
+
+func (p *panicky) Stop(context.Context) error {
+	p.once.Do(func() { close(p.stop) })
+	return nil
+}
+
+// TestPanicIsAFailure: a component whose Run panics (the crash of a
+// module, for the MCP) fails and is restarted after the backoff like one
+// that returns an error; the process goes on. A Start that panics is a
+// failed start.
+func TestPanicIsAFailure(t *testing.T) {
+	timer := newManualTimer()
+	var mu sync.Mutex
+	var events []Event
+	instances := make(chan *panicky, 10)
+	panicOnStart := make(chan bool, 10)
+	comps := []Component{{Name: "qmgr", Start: func(context.Context) (Service, error) {
+		select {
+		case <-panicOnStart:
+			panic("start went wrong")
+		default:
+		}
+		p := &panicky{boom: make(chan string, 1), stop: make(chan struct{})}
+		instances <- p
+		return p, nil
+	}}}
+	s, err := New(comps, Options{MinBackoff: time.Second, MaxBackoff: 4 * time.Second, StableAfter: time.Hour, After: timer.After,
+		OnEvent: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	first := <-instances
+
+	panicOnStart <- true
+	first.boom <- "index out of range"
+	timer.expect(t, time.Second)   // the restart whose Start panics
+	timer.expect(t, 2*time.Second) // backs off again
+	second := <-instances          // and then starts
+	require.NotSame(t, first, second)
+	require.Equal(t, "start qmgr: panic: start went wrong", s.States()[0].LastError)
+
+	s.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, "failed", events[0].Kind)
+	require.EqualError(t, events[0].Err, "panic: index out of range")
+	require.Equal(t, "restart_failed", events[2].Kind)
+	require.EqualError(t, events[2].Err, "start qmgr: panic: start went wrong")
+}
+
+func TestStartWithoutService(t *testing.T) {
+	s, err := New([]Component{{Name: "x", Start: func(context.Context) (Service, error) { return nil, nil }}}, Options{})
+	require.NoError(t, err)
+	require.EqualError(t, s.Start(context.Background()), "start x: Start returned no service")
+}
