@@ -40,7 +40,8 @@ Stop smxd first (reconstruct takes the CDB lock), and move the damaged event
 log aside: reconstruct refuses to write into a log that holds events. Every
 body is read and checked; damaged ones are reported and left out, and then
 reconstruct exits with an error after writing the rest. With --dry-run it
-only prints what it would write.
+only prints what it would write; a dry run opens the CDB read-only (no
+lock, nothing written), so it also works while smxd runs.
 
 The directories default to CDB_base_directory and qmgr.event_log.directory
 of the configuration (-f).`,
@@ -75,7 +76,14 @@ type found struct {
 }
 
 func reconstruct(ctx context.Context, out, errOut io.Writer, cdbDir, logDir string, dryRun bool) error {
-	store, err := content.Open(cdbDir, content.Options{CompactInterval: -1})
+	// A dry run reads the store as a reader beside smxd does: no lock, no
+	// recovery, nothing written. The real run takes the lock, so that no
+	// smxd commits or releases bodies while the new log is written.
+	open := content.Open
+	if dryRun {
+		open = content.OpenReadOnly
+	}
+	store, err := open(cdbDir, content.Options{CompactInterval: -1})
 	if err != nil {
 		return err
 	}

@@ -151,6 +151,50 @@ func TestReconstructDryRun(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "a dry run writes nothing")
 }
 
+// TestReconstructDryRunBesideSmxd runs a dry run while another process
+// would have the CDB open (here: this one, holding its lock, with a body
+// committed since and the segment receiving bodies not sealed): the dry
+// run reads it read-only, lists every body, and changes no file.
+func TestReconstructDryRunBesideSmxd(t *testing.T) {
+	cdb := filepath.Join(t.TempDir(), "cdb")
+	live, _ := prepareCDB(t, cdb)
+	s, err := content.Open(cdb, content.Options{CompactInterval: -1})
+	require.NoError(t, err)
+	defer s.Close()
+	w, err := s.Create(context.Background(), content.Envelope{
+		Txn: "S00000000000000FF00", Sender: "late@example.org", Rcpts: []log.Recipient{{Addr: "c@example.net"}},
+	})
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "Subject: late\r\n\r\nbody\r\n")
+	require.NoError(t, err)
+	late, err := w.Commit(context.Background())
+	require.NoError(t, err)
+	before := dirContents(t, cdb)
+
+	out, stderr, err := execute("reconstruct", "-n", "--cdb", cdb, "--log", filepath.Join(t.TempDir(), "eventlog"))
+	require.NoError(t, err, stderr)
+	for _, m := range live {
+		require.Contains(t, out, m.ref)
+	}
+	require.Contains(t, out, late+" ss_ta=S00000000000000FF00")
+	require.Contains(t, out, "4 messages would be queued again, 0 damaged")
+	require.Equal(t, before, dirContents(t, cdb), "a dry run changed the CDB")
+}
+
+// dirContents returns the files of dir with their contents.
+func dirContents(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		out[e.Name()] = string(b)
+	}
+	return out
+}
+
 func TestReconstructLeavesOutDamagedBodies(t *testing.T) {
 	cdb := filepath.Join(t.TempDir(), "cdb")
 	logDir := filepath.Join(t.TempDir(), "eventlog")
