@@ -48,6 +48,9 @@ func echo(ctx context.Context, peer Peer, req Request) (any, error) {
 	if req.Txn == "S-unknown" {
 		return nil, errors.New("scheduler: no such message in the queue: S-unknown")
 	}
+	if req.Txn == "S-panic" {
+		panic("handler bug")
+	}
 	return ActionResult{Txn: req.Txn, Rcpt: req.Rcpt, Operator: peer.User}, nil
 }
 
@@ -82,6 +85,8 @@ func TestCallsAndPeer(t *testing.T) {
 	require.EqualError(t, c.Call(ctx, Request{Command: CmdRedirect, Txn: "S1"}, nil),
 		"redirect needs a recipient (rcpt) and a new address (addr)")
 	require.EqualError(t, c.Call(ctx, Request{Command: "frobnicate"}, nil), `unknown command "frobnicate"`)
+	// A handler that panics fails that request alone.
+	require.EqualError(t, c.Call(ctx, Request{Command: CmdHold, Txn: "S-panic"}, nil), "internal error in hold: handler bug")
 	require.NoError(t, c.Call(ctx, Request{Command: CmdStatus}, &st))
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -282,7 +283,7 @@ func (s *Server) serveConn(c net.Conn) {
 			continue
 		}
 		c.SetReadDeadline(time.Time{})
-		res, err := s.opts.Handler.Handle(s.ctx, peer, req)
+		res, err := s.handle(peer, req)
 		if err != nil {
 			fail("%v", err)
 			continue
@@ -294,6 +295,19 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		reply(Response{OK: true, Result: b})
 	}
+}
+
+// handle carries out one request; a panic in the handler fails that
+// request alone, with its stack in the debug log, and smxd goes on.
+func (s *Server) handle(peer Peer, req Request) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Error("control: request panicked", "command", req.Command, "txn", req.Txn, "user", peer.User,
+				"panic", r, "stack", string(debug.Stack()))
+			res, err = nil, fmt.Errorf("internal error in %s: %v", req.Command, r)
+		}
+	}()
+	return s.opts.Handler.Handle(s.ctx, peer, req)
 }
 
 var errTooLong = errors.New("line too long")
