@@ -579,3 +579,47 @@ func TestReleaseOrphans(t *testing.T) {
 	requireBody(t, s, fresh, body(100, 10))
 	require.EqualValues(t, 4, s.Stats().Bodies)
 }
+
+// TestConcurrentCommitsShareSyncs commits from 64 writers at once, each
+// body acknowledged only once durable: the writers share fdatasync calls
+// (group commit), so there are far fewer syncs than commits. In each of
+// ten waves every writer has its body written before any commits, as
+// when 64 SMTP sessions reach the final dot together.
+// BenchmarkDurableWrite measures the ratio; this checks that sharing
+// happens at all.
+func TestConcurrentCommitsShareSyncs(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions())
+	defer s.Close()
+	const writers, waves = 64, 10
+	before := s.Stats()
+	for wave := range waves {
+		writersReady := make([]*Writer, writers)
+		for g := range writersReady {
+			w, err := s.Create(context.Background(), testEnvelope(fmt.Sprintf("S%d-%d", wave, g), 1))
+			require.NoError(t, err)
+			_, err = w.Write(body(uint64(wave*writers+g), 1000))
+			require.NoError(t, err)
+			writersReady[g] = w
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for _, w := range writersReady {
+			wg.Go(func() {
+				if _, err := w.Commit(context.Background()); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+	st := s.Stats()
+	commits, syncs := st.Commits-before.Commits, st.Syncs-before.Syncs
+	t.Logf("%d commits, %d syncs", commits, syncs)
+	require.EqualValues(t, writers*waves, commits)
+	require.Positive(t, syncs)
+	require.Less(t, syncs, commits/2, "concurrent commits do not share syncs")
+}
