@@ -18,6 +18,7 @@
 //	err = l.SaveSnapshot(seq, data)
 //	snap, err := l.LatestSnapshot(verify)
 //	stats, err := l.Archive(ctx, finished)
+//	st := l.Stats()                                // appends, events, WAL syncs
 //	ro, err := log.OpenReadOnly(dir, log.Options{}) // smxctl, while smxd runs
 //
 // docs/eventlog.md describes the catalogue, the on-disk formats, the
