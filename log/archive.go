@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -71,8 +72,9 @@ type archive struct {
 
 // loadArchive reads the segment records of the store. A writer also
 // removes the segment file an Archive pass wrote but did not get to
-// commit: it has no record, and its events are still in the live log, byte
-// for byte. Any other segment file without a record belongs to another log
+// commit: it has no record, it is numbered above every other file, and its
+// events are still in the live log, byte for byte. Any other segment file
+// without a record belongs to another log
 // that used the same directory (a log moved aside and replaced, as after
 // smxctl reconstruct, or one whose archive_directory changed): it is left
 // alone, with a warning, and new segments are numbered above it.
@@ -108,25 +110,40 @@ func loadArchive(db *pebble.DB, dir string, writer bool, logger *slog.Logger) (*
 		return nil, fmt.Errorf("log: archive dir: %w", err)
 	}
 	known := make(map[uint64]bool, len(a.segs))
+	var recordedMax uint64
 	for _, m := range a.segs {
 		known[m.num] = true
+		recordedMax = max(recordedMax, m.num)
 	}
+	var unfinished []string
+	var unrecorded []uint64
 	for _, e := range entries {
 		name := e.Name()
-		num, isSeg := parseSegmentName(name)
-		unfinished := strings.HasSuffix(name, ".seg.tmp")
-		if isSeg && !known[num] {
-			if unfinished = a.ownUnrecorded(db, num); !unfinished {
-				logger.Warn("archive directory holds a segment this log did not write; left alone",
-					"dir", dir, "file", name)
-				a.foreignMax = max(a.foreignMax, num)
-			}
+		if strings.HasSuffix(name, ".seg.tmp") {
+			unfinished = append(unfinished, name)
+		} else if num, isSeg := parseSegmentName(name); isSeg && !known[num] {
+			unrecorded = append(unrecorded, num)
 		}
-		if unfinished {
-			logger.Warn("removing unfinished archive segment", "file", name)
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("log: remove unfinished archive segment: %w", err)
-			}
+	}
+	// A pass numbers its segment above every file in the directory, so
+	// only the highest unrecorded one can be this log's own.
+	if len(unrecorded) > 0 {
+		top := slices.Max(unrecorded)
+		if top > recordedMax && a.ownUnrecorded(db, top) {
+			unfinished = append(unfinished, segmentName(top))
+			unrecorded = slices.DeleteFunc(unrecorded, func(n uint64) bool { return n == top })
+		}
+	}
+	if len(unrecorded) > 0 {
+		a.foreignMax = slices.Max(unrecorded)
+		logger.Warn("archive directory holds segments this log did not write; left alone",
+			"dir", dir, "segments", len(unrecorded), "first", segmentName(slices.Min(unrecorded)),
+			"last", segmentName(a.foreignMax))
+	}
+	for _, name := range unfinished {
+		logger.Warn("removing unfinished archive segment", "file", name)
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return nil, fmt.Errorf("log: remove unfinished archive segment: %w", err)
 		}
 	}
 	return a, nil
