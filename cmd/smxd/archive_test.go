@@ -147,6 +147,53 @@ func (c *countingSession) Data(r io.Reader) error {
 	return nil
 }
 
+// testDaemon is an smxd run in the test's process on a configuration
+// with a mailertable that sends everything to a sink, its mail log on out
+// and its tickers driven by the test.
+type testDaemon struct {
+	d       *daemon
+	port    int // SMTP, on 127.0.0.1
+	out     *lineWriter
+	tickers *fakeTickers
+}
+
+// startDaemon starts a testDaemon whose qmgr section holds qmgr and whose
+// mail goes to sinkPort; it stops with the test.
+func startDaemon(t *testing.T, sinkPort int, qmgr string) *testDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sinkPort)), 0o644))
+	file := filepath.Join(dir, "smx.conf")
+	require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
+queue_directory = "`+filepath.Join(dir, "spool")+`";
+log { output = stderr; }
+qmgr { `+qmgr+` }
+smar { mailertable { file = mt; } }
+smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; }
+`), 0o644))
+	c, err := conf.Load(file)
+	require.NoError(t, err)
+	td := &testDaemon{port: port, out: newLineWriter(), tickers: &fakeTickers{}}
+	td.d = newDaemon(c, slog.New(slog.DiscardHandler), true, td.out)
+	td.d.newTicker = td.tickers.newTicker
+	require.NoError(t, td.d.Start(context.Background()))
+	t.Cleanup(func() { td.d.Stop(context.Background()) })
+	return td
+}
+
+// send sends one message through the daemon.
+func (td *testDaemon) send(t *testing.T, from, to, subject string) {
+	t.Helper()
+	cl, err := gosmtp.Dial("127.0.0.1:" + strconv.Itoa(td.port))
+	require.NoError(t, err)
+	require.NoError(t, cl.SendMail(from, []string{to}, strings.NewReader("Subject: "+subject+"\r\n\r\nbody\r\n")))
+	require.NoError(t, cl.Quit())
+}
+
 // TestArchivePasses: with event_log archive_after = 0 smxd keeps every
 // event in the live log and never runs an archive pass; otherwise it runs
 // one every archiveInterval (an hour), which moves the events of finished
@@ -158,28 +205,8 @@ func TestArchivePasses(t *testing.T) {
 		archives     bool
 	}{{"0", false}, {"1ms", true}} {
 		t.Run("archive_after "+tc.archiveAfter, func(t *testing.T) {
-			dir := t.TempDir()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			port := ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sink.port)), 0o644))
-			file := filepath.Join(dir, "smx.conf")
-			require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
-queue_directory = "`+filepath.Join(dir, "spool")+`";
-log { output = stderr; }
-qmgr { event_log { archive_after = `+tc.archiveAfter+`; } }
-smar { mailertable { file = mt; } }
-smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; }
-`), 0o644))
-			c, err := conf.Load(file)
-			require.NoError(t, err)
-			out := newLineWriter()
-			d := newDaemon(c, slog.New(slog.DiscardHandler), true, out)
-			tickers := &fakeTickers{}
-			d.newTicker = tickers.newTicker
-			require.NoError(t, d.Start(context.Background()))
-			defer d.Stop(context.Background())
+			td := startDaemon(t, sink.port, "event_log { archive_after = "+tc.archiveAfter+"; }")
+			tickers, out, d := td.tickers, td.out, td.d
 
 			if !tc.archives {
 				require.Equal(t, []time.Duration{5 * time.Minute}, tickers.asked, "a snapshot ticker and no archive ticker")
@@ -188,10 +215,7 @@ smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; 
 			require.Equal(t, []time.Duration{5 * time.Minute, archiveInterval}, tickers.asked)
 			require.Equal(t, time.Hour, archiveInterval)
 
-			cl, err := gosmtp.Dial("127.0.0.1:" + strconv.Itoa(port))
-			require.NoError(t, err)
-			require.NoError(t, cl.SendMail("a@client.test", []string{"b@dest.test"}, strings.NewReader("Subject: archive me\r\n\r\nbody\r\n")))
-			require.NoError(t, cl.Quit())
+			td.send(t, "a@client.test", "b@dest.test", "archive me")
 			select {
 			case from := <-sink.received:
 				require.Equal(t, "a@client.test", from)

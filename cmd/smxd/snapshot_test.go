@@ -1,21 +1,12 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/projections"
 )
 
@@ -24,34 +15,11 @@ import (
 // which a restart then starts from.
 func TestPeriodicSnapshot(t *testing.T) {
 	sink := newCountingSink(t)
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sink.port)), 0o644))
-	file := filepath.Join(dir, "smx.conf")
-	require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
-queue_directory = `+filepath.Join(dir, "spool")+`;
-log { output = stderr; }
-qmgr { event_log { archive_after = 0; snapshot_interval = 7m; } }
-smar { mailertable { file = mt; } }
-smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; }
-`), 0o644))
-	c, err := conf.Load(file)
-	require.NoError(t, err)
-	out := newLineWriter()
-	d := newDaemon(c, slog.New(slog.DiscardHandler), true, out)
-	tickers := &fakeTickers{}
-	d.newTicker = tickers.newTicker
-	require.NoError(t, d.Start(context.Background()))
-	defer d.Stop(context.Background())
+	td := startDaemon(t, sink.port, "event_log { archive_after = 0; snapshot_interval = 7m; }")
+	d, out, tickers := td.d, td.out, td.tickers
 	require.Equal(t, []time.Duration{7 * time.Minute}, tickers.asked, "the snapshot ticker runs every snapshot_interval")
 
-	cl, err := gosmtp.Dial("127.0.0.1:" + strconv.Itoa(port))
-	require.NoError(t, err)
-	require.NoError(t, cl.SendMail("a@client.test", []string{"b@dest.test"}, strings.NewReader("Subject: snap\r\n\r\nbody\r\n")))
-	require.NoError(t, cl.Quit())
+	td.send(t, "a@client.test", "b@dest.test", "snap")
 	select {
 	case <-sink.received:
 	case <-time.After(30 * time.Second):
