@@ -107,6 +107,13 @@ func TestControlCommands(t *testing.T) {
 	e.mustCtl(t, "requeue", a+":1")
 	p.waitLineFrom(t, mark, `ss_ta=`+a+`, rcpt=<y@slow.test>, idx=1, stat=451`)
 
+	// flush --msg: one recipient, tried again at once
+	mark = p.mark()
+	out = e.mustCtl(t, "flush", "--msg", a+":1", "--reason", "try y now")
+	require.Equal(t, "requeued 1 recipient(s)\n", out)
+	p.waitLineFrom(t, mark, `func=qmgr_ctl, action=flush, operator=`+who.Username+`, pid=\d+, ss_ta=`+a+`, idx=1, reason=try y now`)
+	p.waitLineFrom(t, mark, `ss_ta=`+a+`, rcpt=<y@slow.test>, idx=1, stat=451`)
+
 	// flush --domain, and ETRN, which does the same
 	mark = p.mark()
 	out = e.mustCtl(t, "flush", "--domain", "slow.test")

@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -63,4 +69,44 @@ func TestMakeInstall(t *testing.T) {
 	b, err = os.ReadFile(conf)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(b), "# edited\n"))
+}
+
+// TestMakeRun runs `make run` as the README says, in the checkout (its
+// queue is the checkout's var/smx, which git ignores): smxd starts on the
+// embedded default, says where it listens and greets on 127.0.0.1:2525;
+// on SIGINT (Ctrl-C) smxd exits 0 and so does make.
+func TestMakeRun(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:2525", time.Second); err == nil {
+		c.Close()
+		t.Skip("127.0.0.1:2525 is taken (is a `make run` going on?)")
+	}
+	p := launchCmd(t, exec.Command("make", "-C", "../..", "run"))
+	line := p.waitLine(t, `msg="smxd started"|address already in use`)
+	if strings.Contains(line, "address already in use") {
+		t.Skip("127.0.0.1:2525 is taken")
+	}
+	require.Contains(t, line, `config="default.conf (embedded)"`)
+	require.Contains(t, line, "smtps=MTA[127.0.0.1:2525]")
+	c, err := net.DialTimeout("tcp", "127.0.0.1:2525", wait)
+	require.NoError(t, err)
+	c.SetDeadline(time.Now().Add(wait))
+	greeting := make([]byte, 4)
+	_, err = io.ReadFull(c, greeting)
+	require.NoError(t, err)
+	require.Equal(t, "220 ", string(greeting))
+	c.Close()
+
+	// Ctrl-C reaches make and smxd alike; make then dies of the signal
+	// itself, whatever smxd did, so the signal goes to smxd alone and
+	// make reports smxd's exit status.
+	m := regexp.MustCompile(`func=smxd_start, version=\S+, pid=(\d+),`).FindStringSubmatch(p.waitLine(t, `func=smxd_start`))
+	require.NotNil(t, m)
+	pid, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGINT))
+	require.NoError(t, p.wait(t), "smxd, and so make run, exit 0 after SIGINT")
+	require.Contains(t, p.output(), "func=smxd_stop")
 }
