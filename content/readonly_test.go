@@ -521,3 +521,29 @@ func TestReadOnlyFollowsCompaction(t *testing.T) {
 	require.NoError(t, ro.Refresh())
 	require.False(t, ro.Exists(last))
 }
+
+// TestReadOnlyScanOfSegmentDeletedMeanwhile deletes a segment between the
+// moment a read-only Scan read the directory and the moment it reaches
+// that segment (the writer released its only body): Scan goes on with the
+// others instead of failing, as its bodies were released while it ran.
+func TestReadOnlyScanOfSegmentDeletedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions()
+	w := openStore(t, dir, opts)
+	defer w.Close()
+	small := put(t, w, "SSMALL", body(1, 100))
+	large := put(t, w, "SLARGE", body(2, opts.InlineLimit+100)) // a segment of its own
+	ro, err := OpenReadOnly(dir, Options{})
+	require.NoError(t, err)
+	defer ro.Close()
+	require.True(t, ro.Exists(large))
+
+	// Scan is Refresh and then walk; the release comes in between.
+	require.NoError(t, w.Release(large))
+	var refs []string
+	require.NoError(t, ro.walk(context.Background(), func(f *os.File, seg uint64, e footerEntry) error {
+		refs = append(refs, readBodyInfo(f, seg, e).Ref)
+		return nil
+	}))
+	require.Equal(t, []string{small}, refs)
+}

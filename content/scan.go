@@ -2,7 +2,9 @@ package content
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -108,6 +110,11 @@ func (s *Store) walkSegment(ctx context.Context, id uint64, fn func(f *os.File, 
 	f, err := s.acquireLocked(g)
 	s.mu.Unlock()
 	if err != nil {
+		if s.readOnly && errors.Is(err, fs.ErrNotExist) {
+			// The writer deleted the segment after this view was read:
+			// its bodies were released or moved while Scan ran.
+			return nil
+		}
 		return fmt.Errorf("cdb: scan segment %016x: %w", id, err)
 	}
 	defer s.releaseSegment(g, f)
