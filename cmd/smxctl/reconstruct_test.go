@@ -14,6 +14,8 @@ import (
 
 	"github.com/smx-mta/smx/content"
 	"github.com/smx-mta/smx/log"
+	"github.com/smx-mta/smx/projections"
+	"github.com/smx-mta/smx/replay"
 )
 
 type storedMsg struct {
@@ -108,6 +110,27 @@ func TestReconstruct(t *testing.T) {
 		require.Equal(t, m.env.DSNOf, p.DSNOf)
 		require.Equal(t, 2, p.Hops)
 		require.True(t, strings.HasPrefix(p.MessageID, "<") && strings.HasSuffix(p.MessageID, "@example.org>"), p.MessageID)
+	}
+
+	// The new log rebuilds the queue as smxd's recovery does: every
+	// recipient of every live message is waiting in IQDB, with the body's
+	// reference, and nothing else is queued.
+	r, err := replay.Recover(context.Background(), replay.FromLog(l))
+	require.NoError(t, err)
+	require.Zero(t, r.AnomalyCount)
+	q := r.Queue()
+	require.Equal(t, projections.Sizes{IQDB: 6}, q.Sizes())
+	for _, m := range live {
+		qm, ok := q.Message(m.env.Txn)
+		require.True(t, ok, "%s not queued", m.env.Txn)
+		require.Equal(t, m.ref, qm.Content)
+		require.Equal(t, m.env.Sender, qm.Sender)
+		require.Equal(t, m.env.DSNOf, qm.DSNOf)
+		require.Equal(t, 2, qm.Live)
+		for i, rc := range q.Recipients(m.env.Txn) {
+			require.Equal(t, m.env.Rcpts[i].Addr, rc.Addr)
+			require.Equal(t, projections.StateIncoming, rc.State)
+		}
 	}
 
 	// The references in the new log still name the bodies.
