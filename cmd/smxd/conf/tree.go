@@ -80,11 +80,13 @@ type Error struct {
 	Msg string
 }
 
+// Error renders the error as FILE:LINE:COL: message.
 func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 
 // Errors is a list of configuration errors, in file order.
 type Errors []*Error
 
+// Error renders each error on a line of its own.
 func (es Errors) Error() string {
 	var b strings.Builder
 	for i, e := range es {
@@ -103,4 +105,5 @@ type Warning struct {
 	Msg string
 }
 
+// String renders the warning as FILE:LINE:COL: warning: message.
 func (w Warning) String() string { return w.Pos.String() + ": warning: " + w.Msg }

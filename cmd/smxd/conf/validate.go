@@ -284,6 +284,8 @@ type Listener struct {
 	Address string // host:port, or a socket path
 }
 
+// String renders the listener as the logs name it: host:port, or
+// unix:PATH.
 func (l Listener) String() string {
 	if l.Network == "unix" {
 		return "unix:" + l.Address

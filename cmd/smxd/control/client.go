@@ -32,6 +32,7 @@ func (c *Client) Close() error { return c.conn.Close() }
 // ServerError is an error the daemon answered with.
 type ServerError struct{ Msg string }
 
+// Error returns the daemon's message.
 func (e *ServerError) Error() string { return e.Msg }
 
 // Call sends req and decodes the result into result (which may be nil).
