@@ -140,6 +140,20 @@ func (d *daemon) registerCollectors() {
 		}
 		return []metrics.Sample{{Value: float64(st.cdb.Stats().Syncs)}}
 	})
+	r.Collect("smx_eventlog_wal_syncs_total", "Syncs of the event log's write-ahead log since the storage started: one per group of appends (group commit), so far fewer than the appends under load.", "counter", nil, func() []metrics.Sample {
+		st := d.storage.Load()
+		if st == nil {
+			return nil
+		}
+		return []metrics.Sample{{Value: float64(st.log.Stats().WALSyncs)}}
+	})
+	r.Collect("smx_eventlog_wal_sync_seconds_total", "Time spent in those syncs, summed: divided by smx_eventlog_wal_syncs_total, the mean fsync latency of the event log.", "counter", nil, func() []metrics.Sample {
+		st := d.storage.Load()
+		if st == nil {
+			return nil
+		}
+		return []metrics.Sample{{Value: st.log.Stats().WALSyncTime.Seconds()}}
+	})
 	r.Collect("smx_eventlog_last_seq", "Sequence number of the last durable event.", "gauge", nil, func() []metrics.Sample {
 		st := d.storage.Load()
 		if st == nil {

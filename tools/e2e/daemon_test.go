@@ -376,6 +376,10 @@ func TestMetrics(t *testing.T) {
 		require.Contains(t, fams, name)
 	}
 	require.Greater(t, fams["smx_eventlog_append_seconds"].count, 0.0)
+	syncs := fams["smx_eventlog_wal_syncs_total"].value(``)
+	require.Greater(t, syncs, 0.0, "the event log's fsyncs are counted")
+	require.LessOrEqual(t, syncs, fams["smx_events_appended_total"].sum(), "no more syncs than events")
+	require.Greater(t, fams["smx_eventlog_wal_sync_seconds_total"].value(``), 0.0)
 	require.Greater(t, fams["smx_cdb_commit_seconds"].count, 0.0)
 	p.stop(t)
 }
@@ -383,6 +387,17 @@ func TestMetrics(t *testing.T) {
 type promFamily struct {
 	values map[string]float64 // by rendered labels
 	count  float64            // of a histogram's first series
+}
+
+// sum adds the values of every series.
+func (f *promFamily) sum() float64 {
+	var s float64
+	if f != nil {
+		for _, v := range f.values {
+			s += v
+		}
+	}
+	return s
 }
 
 func (f *promFamily) value(labels string) float64 {
