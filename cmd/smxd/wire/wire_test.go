@@ -106,7 +106,9 @@ func TestOptionsFromConfig(t *testing.T) {
 	c := load(t, dir, `queue_directory = spool;
 qmgr { AQ_max_entries = 1000; retry_min_delay = 1m; retry_max_delay = 2h; IQDB { max_cache_entries = 500; }
        DSN_handling { merge_delay_max = 0; } smtpc { initial_connections = 3; max_connections = 7; } flags = { -reuse_connection }; }
-smtps MTA { listen_socket { port = 2525; } max_message_size = 1MB; max_line_length = 2KB; io_timeout = 90s; flags = { soft_bounce, -starttls }; }
+smtps MTA { listen_socket { port = 2525; } max_message_size = 1MB; max_line_length = 2KB; io_timeout = 90s; wait_for_smar = 20s;
+            flags = { soft_bounce, -starttls, -smtputf8, -pipelining, -chunking, delay_greylisting_error_until_DATA }; }
+smtps MSA { listen_socket { port = 2587; } }
 smtpc { connect_only_to = 127.0.0.1; remote_port = 2526; io_timeout = 1m; flags = { -starttls }; }`)
 	so := SchedulerOptions(c, QMGRConf{})
 	require.Equal(t, 1000, so.AQMaxEntries)
@@ -127,6 +129,20 @@ smtpc { connect_only_to = 127.0.0.1; remote_port = 2526; io_timeout = 1m; flags 
 	require.Equal(t, 90*time.Second, sv.IOTimeout)
 	require.True(t, sv.SoftBounce)
 	require.Nil(t, sv.TLS)
+	require.Equal(t, 20*time.Second, sv.WaitForSMAR)
+	require.True(t, sv.NoSMTPUTF8, "flags -smtputf8")
+	require.True(t, sv.NoPipelining, "flags -pipelining")
+	require.True(t, sv.NoChunking, "flags -chunking")
+	require.True(t, sv.DelayGreylistingErrorUntilDATA)
+
+	// The defaults: every extension offered, wait_for_smar one minute.
+	msa, err := ServerOptions(c, &c.SMTPS[1])
+	require.NoError(t, err)
+	require.False(t, msa.NoSMTPUTF8)
+	require.False(t, msa.NoPipelining)
+	require.False(t, msa.NoChunking)
+	require.False(t, msa.DelayGreylistingErrorUntilDATA)
+	require.Equal(t, time.Minute, msa.WaitForSMAR)
 
 	co, err := ClientOptions(c)
 	require.NoError(t, err)
