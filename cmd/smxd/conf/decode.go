@@ -15,8 +15,6 @@ func newElement(t reflect.Type, name string, position int) reflect.Value {
 		return reflect.ValueOf(defaultSMTPS(name, position))
 	case reflect.TypeOf(Map{}):
 		return reflect.ValueOf(Map{Name: name, Maps: []string{}})
-	case reflect.TypeOf(SessionFeatures{}):
-		return reflect.ValueOf(SessionFeatures{Name: name})
 	}
 	v := reflect.New(t).Elem()
 	for _, f := range fieldsOf(t) {
@@ -31,7 +29,7 @@ func newElement(t reflect.Type, name string, position int) reflect.Value {
 // name ("required"), may have one ("optional") or have none ("none").
 func sectionNames(t reflect.Type) string {
 	switch t {
-	case reflect.TypeOf(Map{}), reflect.TypeOf(SessionFeatures{}):
+	case reflect.TypeOf(Map{}):
 		return "required"
 	case reflect.TypeOf(SMTPS{}):
 		return "optional"

@@ -429,7 +429,7 @@ smar { address_delimiter = "+-"; aliases { name = seq; flags = { all_domains, re
 smtps MTA { listen_socket { address = 0.0.0.0; port = 25; } relay_clients = { 192.0.2.0/24 };
             flags = { access, delay_checks, greylisting, -VRFY }; max_message_size = 50MB;
             protected_recipients { allow_by = { sender, client_ip }; match_type = generic_lookup; }
-            session_features notls { flags = { -starttls }; } }
+            }
 smtps "MSA 2" { id = 7; daemon_address = { "127.0.0.1:587", ":588", "[::1]:589", 127.0.0.2 };
                 auth { file = users; flags = noplaintext; trusted_mechs = PLAIN; }
                 tls { cert_file = "c.pem"; key_file = "k.pem"; CAcert_directory = cas; flags = implicit; }
@@ -438,4 +438,21 @@ smtpc { connect_only_to = 127.0.0.1; remote_port = 2526; LMTP_socket = /run/lmtp
 `)
 	require.Equal(t, "MSA 2", c.SMTPS[1].Name)
 	roundTrip(t, c)
+}
+
+// The smtps flags and the section that seed 002 names but smx does not
+// implement load with a warning that says why, never silently.
+func TestUnimplementedSMTPSOptionsWarn(t *testing.T) {
+	c := load(t, `smtps MTA { listen_socket { port = 25; }
+  flags = { rcpt_conf, xverp, -prdr, lookup_session_conf, greylisting };
+  session_features notls { flags = { -starttls }; } }
+`)
+	require.Equal(t, []string{
+		"t.conf:2:13: warning: flag rcpt_conf ignored: smx does not look up smtps_rcpt_conf: in the access map (the seed says its syntax was to change); turn greylisting on per smtps section with the greylisting flag",
+		"t.conf:2:24: warning: flag xverp ignored: smx does not offer XVERP; MAIL with XVERP gets 555 5.5.4",
+		"t.conf:2:31: warning: flag prdr ignored: smx does not offer PRDR, which the seed turns on for a policy milter, and smx has no policy milter interface",
+		"t.conf:2:38: warning: flag lookup_session_conf ignored: smx does not look up smtps_session_conf: in the access map; set the flags of each smtps section instead",
+		"t.conf:3:3: warning: section session_features ignored: smx does not look up smtps_session_conf: in the access map, which is all that refers to session_features; set the flags of each smtps section instead",
+	}, warnings(c))
+	require.True(t, c.SMTPS[0].Flags.Greylisting, "the flags that are implemented still apply")
 }

@@ -68,9 +68,9 @@ type SMTPS struct {
 
 	// ProtectedRecipients restricts who may send to some recipients.
 	ProtectedRecipients ProtectedRecipients `conf:"protected_recipients"`
-	// SessionFeatures are named classes of session flags for the access
-	// map's smtps_session_conf: entries.
-	SessionFeatures []SessionFeatures `conf:"session_features"`
+	// SessionFeatures (seed 002 3.10 item 22) are classes of session
+	// flags that only smtps_session_conf: access map entries refer to.
+	SessionFeatures Ignored `conf:"session_features" ignore:"smx does not look up smtps_session_conf: in the access map, which is all that refers to session_features; set the flags of each smtps section instead"`
 }
 
 // ListenSocket is the seed's listen_socket section.
@@ -147,16 +147,12 @@ type SMTPSFlags struct {
 	DelayGreylistingErrorUntilDATA bool `conf:"delay_greylisting_error_until_DATA"`
 	Greylisting                    bool `conf:"greylisting"`
 	FullGreylisting                bool `conf:"fullgreylisting"`
-	RcptConf                       bool `conf:"rcpt_conf"`
 	LMTPDoesNotImplyRelaying       bool `conf:"lmtp_does_not_imply_relaying"`
 	SoftBounce                     bool `conf:"soft_bounce"`
 	RequireEHLOBeforeMAIL          bool `conf:"require_EHLO_before_MAIL"`
 	StrictEHLOChecks               bool `conf:"strict_EHLO_checks"`
 	CheckEHLO                      bool `conf:"check_EHLO"`
-	XVERP                          bool `conf:"xverp"`
 	AllowDataBeforeGreeting        bool `conf:"allow_data_before_greeting"`
-	PRDR                           bool `conf:"prdr"`
-	LookupSessionConf              bool `conf:"lookup_session_conf"`
 	// StartTLS offers STARTTLS when a certificate is configured.
 	StartTLS bool `conf:"starttls"`
 	// Auth offers AUTH when auth.file is set.
@@ -171,6 +167,12 @@ type SMTPSFlags struct {
 
 	Background      Ignored `conf:"background" ignore:"smxd does not fork; run it under a supervisor such as systemd"`
 	SerializeAccept Ignored `conf:"serialize_accept" ignore:"Go's network poller serialises accept itself"`
+	// Named by seed 002 and not implemented: accepted with a warning
+	// that says why, so that a seed configuration loads.
+	RcptConf          Ignored `conf:"rcpt_conf" ignore:"smx does not look up smtps_rcpt_conf: in the access map (the seed says its syntax was to change); turn greylisting on per smtps section with the greylisting flag"`
+	XVERP             Ignored `conf:"xverp" ignore:"smx does not offer XVERP; MAIL with XVERP gets 555 5.5.4"`
+	PRDR              Ignored `conf:"prdr" ignore:"smx does not offer PRDR, which the seed turns on for a policy milter, and smx has no policy milter interface"`
+	LookupSessionConf Ignored `conf:"lookup_session_conf" ignore:"smx does not look up smtps_session_conf: in the access map; set the flags of each smtps section instead"`
 }
 
 // ProtectedRecipients is the smtps protected_recipients section.
@@ -186,12 +188,6 @@ type ProtectedRecipients struct {
 type AllowByFlags struct {
 	Sender   bool `conf:"sender|allow_by_sender"`
 	ClientIP bool `conf:"client_ip|allow_by_client_ip"`
-}
-
-// SessionFeatures is a named session_features class.
-type SessionFeatures struct {
-	Name  string     `conf:",name"`
-	Flags SMTPSFlags `conf:"flags" kind:"flags"`
 }
 
 // DefaultSMTPPort is the port of a listener that gives none.
@@ -231,6 +227,5 @@ func defaultSMTPS(name string, position int) SMTPS {
 		MaxLineLength:                     4096,
 		MaxHeaderSize:                     100 << 10,
 		ProtectedRecipients:               ProtectedRecipients{MatchType: "exact"},
-		SessionFeatures:                   []SessionFeatures{},
 	}
 }
