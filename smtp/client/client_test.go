@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -303,6 +304,56 @@ func TestChunksAndLineEndings(t *testing.T) {
 		require.Equal(t, StageDone, res.Stage, "%s", res.Reply)
 		require.Equal(t, want, string(ts.backend.Messages()[0].Data))
 	}
+}
+
+// TestChunkBuffersReused sends messages of several sizes over one
+// session with BDAT, whose buffers the session keeps between
+// transactions: a short message after a long one, a message longer than
+// its recorded size (sent in more chunks), and one larger than the
+// buffers a session keeps. Each arrives whole.
+func TestChunkBuffersReused(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	c, _ := newTestClient(t, Options{})
+	s, _, err := c.Connect(context.Background(), routeTo(ts))
+	require.NoError(t, err)
+	require.True(t, s.Ext.Has("CHUNKING"))
+	body := func(n int) string {
+		var b strings.Builder
+		b.WriteString("Subject: sized\r\n\r\n")
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, "line %d of a message of %d octets\r\n", i, n)
+		}
+		return b.String()
+	}
+	var want []string
+	for _, tc := range []struct {
+		size int   // of the body
+		hint int64 // Envelope.Size; -1: the body's size
+	}{
+		{size: 5000, hint: -1},
+		{size: 20000, hint: -1},
+		{size: 300, hint: -1},
+		{size: 30000, hint: 3000}, // longer than recorded
+		{size: 200000, hint: -1},  // more than the session keeps
+		{size: 600000, hint: 0},   // unknown size, several chunks of ChunkSize
+		{size: 5000, hint: -1},
+	} {
+		b := body(tc.size)
+		env := envelope(b, "a@example.com")
+		if tc.hint >= 0 {
+			env.Size = tc.hint
+		}
+		res := s.Send(context.Background(), env)
+		require.Equal(t, StageDone, res.Stage, "%d octets: %s", tc.size, res.Reply)
+		want = append(want, b)
+	}
+	require.NoError(t, s.Close())
+	msgs := ts.backend.Messages()
+	require.Len(t, msgs, len(want))
+	for i, m := range msgs {
+		require.Equal(t, want[i], string(m.Data), "message %d", i)
+	}
+	require.LessOrEqual(t, cap(s.chunkRaw), keptChunkSize)
 }
 
 func TestToCRLF(t *testing.T) {

@@ -109,7 +109,8 @@ func (t *txn) run() *Result {
 		return t.decideRest(localReply(451, "4.3.0", "cannot read the message: %v", err), StageMail)
 	}
 	defer rc.Close()
-	body := bufio.NewReaderSize(rc, 32<<10)
+	body := s.bodyReader(rc)
+	defer body.Reset(nil) // rc is closed: no reference to it stays with the session
 	useUTF8 := s.Ext.Has("SMTPUTF8") && (needUTF8 || env.SMTPUTF8)
 	if env.SMTPUTF8 && !useUTF8 && headerHas8Bit(body) {
 		return t.decideRest(localReply(550, "5.6.7", "SMTPUTF8 is required, but was not offered by %s", s.peer()), StageMail)
@@ -291,8 +292,7 @@ func (t *txn) sendData(body io.Reader, accepted int) *Result {
 // lines ending in CRLF, and reads the final reply or replies.
 func (t *txn) sendChunks(body *bufio.Reader, accepted int) *Result {
 	s := t.s
-	raw := make([]byte, s.opts.ChunkSize)
-	chunk := make([]byte, 0, 2*s.opts.ChunkSize+2)
+	raw, chunk := s.chunkBuffers(t.env.Size)
 	prevCR := false
 	for {
 		n, err := io.ReadFull(body, raw)
@@ -331,6 +331,47 @@ func (t *txn) sendChunks(body *bufio.Reader, accepted int) *Result {
 			return t.decideRest(rep, StageData)
 		}
 	}
+}
+
+// bodyBufferSize is the size of the buffer the message is read through.
+const bodyBufferSize = 32 << 10
+
+// bodyReader returns the session's reader of the message, reading rc.
+func (s *Session) bodyReader(rc io.Reader) *bufio.Reader {
+	if s.body == nil {
+		s.body = bufio.NewReaderSize(rc, bodyBufferSize)
+	} else {
+		s.body.Reset(rc)
+	}
+	return s.body
+}
+
+// keptChunkSize bounds the BDAT buffers a session keeps between
+// transactions: a larger message gets buffers of its own, which are
+// dropped after it, so that an idle cached session holds little memory.
+const keptChunkSize = 64 << 10
+
+// chunkBuffers returns the buffer a chunk is read into and the one its
+// line ends are fixed in (CRLF: up to twice as long), for a message of
+// about size bytes (the size recorded when it was received; 0 if
+// unknown). A chunk is the smaller of ChunkSize and a little more than
+// size, so that a message of the expected size goes in one BDAT LAST; a
+// message longer than size is sent in more chunks, which is as correct.
+func (s *Session) chunkBuffers(size int64) (raw, chunk []byte) {
+	n := s.opts.ChunkSize
+	if size > 0 && size < int64(n) {
+		// One byte more than the body, so that ReadFull sees its end,
+		// rounded up to 4 KiB.
+		n = min(n, int(size+1+4095)&^4095)
+	}
+	if n > keptChunkSize {
+		return make([]byte, n), make([]byte, 0, 2*n+2)
+	}
+	if cap(s.chunkRaw) < n {
+		s.chunkRaw = make([]byte, n)
+		s.chunk = make([]byte, 0, 2*n+2)
+	}
+	return s.chunkRaw[:n], s.chunk[:0]
 }
 
 // toCRLF appends src to dst with every bare LF turned into CRLF; prevCR
