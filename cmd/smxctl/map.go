@@ -11,6 +11,7 @@ import (
 
 	"github.com/smx-mta/smx/cmd/smxd/wire"
 	"github.com/smx-mta/smx/smtp/maps"
+	"github.com/smx-mta/smx/smtp/policy"
 	"github.com/smx-mta/smx/smtp/resolver"
 )
 
@@ -27,8 +28,10 @@ func newMapCmd(flags *globalFlags) *cobra.Command {
 		Long: "MAP is a map declared in smx.conf, or access_map, aliases or mailertable for the maps smar names " +
 			"by file. KEY is looked up with the seed's lookup order for what it is: an IP address by nets " +
 			"(A.B.C.D, A.B.C, A.B, A), an address with @ by the address order (user+detail@sub, user++@sub, " +
-			"user+*@sub, user*@sub, user@sub, @sub for each parent domain, then the local part forms), anything " +
-			"else as it is. --tag puts an access map tag (to:, from:, cltaddr:, ...) in front of every key; " +
+			"user+*@sub, user*@sub, user@sub, @sub for each parent domain, then the local part forms), a domain " +
+			"by the domain order (sub2.sub1.tld, .sub1.tld, .tld, .; with --tag cltname: as the client name " +
+			"check does: with the trailing dot DNS names carry, without the \".\" step), anything else as it is. " +
+			"--tag puts an access map tag (to:, from:, cltaddr:, cltname:, ...) in front of every key; " +
 			"--exact looks KEY up alone.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -96,6 +99,14 @@ func runLookup(ctx context.Context, out io.Writer, m maps.Map, delimiters, tag, 
 			return err
 		}
 		keys = maps.Order{Flags: maps.GenericAddress | maps.LocalPart, Delimiters: delimiters}.AddressKeys(a)
+	case strings.EqualFold(tag, policy.TagClientName):
+		// A client name from DNS carries its trailing dot, and so must
+		// cltname: entries (seed 002, "Access Map"); no "." step: the
+		// order smxd's connect check uses.
+		keys = maps.Keys(maps.DomainKeys(strings.TrimSuffix(key, ".")+".", true, false)...)
+	case isDomain(key):
+		// The seed's domain order: sub2.sub1.tld, .sub1.tld, .tld, ".".
+		keys = maps.Keys(maps.DomainKeys(key, true, true)...)
 	default:
 		keys = maps.Keys(key)
 	}
@@ -118,6 +129,16 @@ func runLookup(ctx context.Context, out io.Writer, m maps.Map, delimiters, tag, 
 	}
 	fmt.Fprintf(out, "found %s%s: %s\n", tag, match.Key.Key, match.Value)
 	return nil
+}
+
+// isDomain reports whether key is a domain name of more than one label or
+// an address literal, which lookup tries in the seed's domain order; a
+// single word (an alias, a user) is looked up as it is.
+func isDomain(key string) bool {
+	if strings.HasPrefix(key, "[") && strings.HasSuffix(key, "]") {
+		return true
+	}
+	return strings.Contains(strings.Trim(key, "."), ".") && !strings.ContainsAny(key, " \t")
 }
 
 func printResult(out io.Writer, r resolver.Result) {

@@ -26,9 +26,9 @@ func runMapCmd(t *testing.T, config string, args ...string) (string, error) {
 func writeMapConfig(t *testing.T, dnsAddr string) string {
 	dir := t.TempDir()
 	files := map[string]string{
-		"mt":      "my.dom lmtp:\nrelay.example 2525^esmtp:[127.0.0.1]\n",
+		"mt":      "my.dom lmtp:\nrelay.example 2525^esmtp:[127.0.0.1]\n.relay.example 2526^esmtp:[127.0.0.2]\n",
 		"aliases": "postmaster: <root@my.dom>\nlist: <a@example.com> <b@example.com>\nowner-list: admin\nroot: local:\n",
-		"access":  "to:root error:551 5.7.1 No mail to root\ncltaddr:127.0.0 relay\n",
+		"access":  "to:root error:551 5.7.1 No mail to root\ncltaddr:127.0.0 relay\ncltname:.spam.example. error:550 5.7.1 No spam\n",
 		"users":   "carol\n",
 		"smx.conf": fmt.Sprintf(`hostname = mx.my.dom;
 smar {
@@ -78,6 +78,20 @@ not found
 	out, err = runMapCmd(t, config, "lookup", "--tag", "cltaddr:", "access_map", "127.0.0.5")
 	require.NoError(t, err)
 	require.Equal(t, "  cltaddr:127.0.0.5 -> not found\n  cltaddr:127.0.0 -> relay\nfound cltaddr:127.0.0: relay\n", out)
+
+	// A domain goes through the seed's domain order; a cltname: one as
+	// the client name check does it, with the trailing dot DNS gives.
+	out, err = runMapCmd(t, config, "lookup", "mailertable", "Host.Sub.Relay.Example")
+	require.NoError(t, err)
+	require.Equal(t, "  host.sub.relay.example -> not found\n  .sub.relay.example -> not found\n"+
+		"  .relay.example -> 2526^esmtp:[127.0.0.2]\nfound .relay.example: 2526^esmtp:[127.0.0.2]\n", out)
+	out, err = runMapCmd(t, config, "lookup", "mailertable", "other.example")
+	require.NoError(t, err)
+	require.Equal(t, "  other.example -> not found\n  .example -> not found\n  . -> not found\nnot found\n", out)
+	out, err = runMapCmd(t, config, "lookup", "--tag", "cltname:", "access_map", "mx.spam.example")
+	require.NoError(t, err)
+	require.Equal(t, "  cltname:mx.spam.example. -> not found\n  cltname:.spam.example. -> error:550 5.7.1 No spam\n"+
+		"found cltname:.spam.example.: error:550 5.7.1 No spam\n", out)
 
 	out, err = runMapCmd(t, config, "lookup", "--exact", "users", "Carol")
 	require.NoError(t, err)
