@@ -16,7 +16,7 @@ import (
 const defaultGrace = 30 * time.Second
 
 func newRunCmd() *cobra.Command {
-	var file string
+	var file, cpuprofile, pprofAddr string
 	var debug, allowRoot bool
 	var grace time.Duration
 	cmd := &cobra.Command{
@@ -49,6 +49,15 @@ func newRunCmd() *cobra.Command {
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 
+			prof, err := startProfiling(cpuprofile, pprofAddr, debugLog)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := prof.stop(); err != nil {
+					debugLog.Error("profiling", "err", err)
+				}
+			}()
 			d := newDaemon(c, debugLog, allowRoot, cmd.ErrOrStderr())
 			if err := d.Start(ctx); err != nil {
 				return err
@@ -83,6 +92,8 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&debug, "debug", false, "write debug logging (log/slog) to stderr")
 	cmd.Flags().BoolVar(&allowRoot, "allow-root", false,
 		"keep running as root when smx.conf names no user (for development machines and containers)")
+	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve Go's pprof handlers (/debug/pprof/) on this loopback address:port")
 	cmd.Flags().DurationVar(&grace, "grace", defaultGrace, "how long sessions and delivery attempts may take to finish at stop")
 	return cmd
 }

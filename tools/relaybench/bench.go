@@ -29,6 +29,8 @@ type config struct {
 	perConn  int
 	dir      string
 	timeout  time.Duration
+	// cpuprofile is passed to smxd run --cpuprofile.
+	cpuprofile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -43,6 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.perConn, "per-conn", 1, "messages per connection of the load generator (0: one connection per session)")
 	fs.StringVar(&c.dir, "dir", "", "keep smxd's configuration, queue and mail log in this directory (default: a temporary one, removed)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "have smxd write a CPU profile of its run to this file (smxd run --cpuprofile)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -249,6 +252,9 @@ func bench(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	args := []string{"run", "-f", conf}
 	if os.Geteuid() == 0 {
 		args = append(args, "--allow-root")
+	}
+	if cfg.cpuprofile != "" {
+		args = append(args, "--cpuprofile", cfg.cpuprofile)
 	}
 	smxd, err := start("smxd", exec.Command(bin("smxd"), args...), nil)
 	if err != nil {
