@@ -152,7 +152,8 @@ func (c *countingSession) Data(r io.Reader) error {
 // and its tickers driven by the test.
 type testDaemon struct {
 	d       *daemon
-	port    int // SMTP, on 127.0.0.1
+	dir     string // where smx.conf and the maps are; the queue is spool/ in it
+	port    int    // SMTP, on 127.0.0.1
 	out     *lineWriter
 	tickers *fakeTickers
 }
@@ -161,23 +162,47 @@ type testDaemon struct {
 // mail goes to sinkPort; it stops with the test.
 func startDaemon(t *testing.T, sinkPort int, qmgr string) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, daemonConfig{qmgr: qmgr, mailertable: fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sinkPort)})
+}
+
+// daemonConfig is what a testDaemon's configuration holds besides the
+// queue directory, the mail log on stderr and one smtps MTA on loopback
+// that relays for loopback clients.
+type daemonConfig struct {
+	// qmgr, smar and smtps go inside those sections (smtps MTA's).
+	qmgr, smar, smtps string
+	// mailertable is the mailertable file's content.
+	mailertable string
+	// files are further files of the configuration directory, by name.
+	files map[string]string
+}
+
+// startDaemonWith starts a testDaemon on cfg; it stops with the test.
+func startDaemonWith(t *testing.T, cfg daemonConfig) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte(fmt.Sprintf(". %d^esmtp:[127.0.0.1]\n", sinkPort)), 0o644))
+	files := map[string]string{"mt": cfg.mailertable}
+	for name, content := range cfg.files {
+		files[name] = content
+	}
+	for name, content := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
 	file := filepath.Join(dir, "smx.conf")
 	require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
 queue_directory = "`+filepath.Join(dir, "spool")+`";
 log { output = stderr; }
-qmgr { `+qmgr+` }
-smar { mailertable { file = mt; } }
-smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; }
+qmgr { `+cfg.qmgr+` }
+smar { mailertable { file = mt; } `+cfg.smar+` }
+smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; `+cfg.smtps+` }
 `), 0o644))
 	c, err := conf.Load(file)
 	require.NoError(t, err)
-	td := &testDaemon{port: port, out: newLineWriter(), tickers: &fakeTickers{}}
+	td := &testDaemon{dir: dir, port: port, out: newLineWriter(), tickers: &fakeTickers{}}
 	td.d = newDaemon(c, slog.New(slog.DiscardHandler), true, td.out)
 	td.d.newTicker = td.tickers.newTicker
 	require.NoError(t, td.d.Start(context.Background()))

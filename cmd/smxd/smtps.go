@@ -30,7 +30,7 @@ func (d *daemon) startSMTPS(ctx context.Context, section *conf.SMTPS) (*smtps, e
 	opts.IDs = d.serverIDs.Generator(uint8(section.ID))
 	opts.Content = contentStore{server.NewContentStore(st.cdb), d.metrics}
 	opts.Log = st.Log
-	opts.Policy = smtpsPolicy{d: d, name: section.Name}
+	opts.Policy = d.smtpsPolicy(section.Name)
 	opts.MailLog = d.logs.Logger(smtpsModule(section.Name))
 	opts.Debug = d.debug.With("component", smtpsModule(section.Name))
 	opts.Load = server.LoadFunc(d.loadState)
