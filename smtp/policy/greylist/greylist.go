@@ -74,9 +74,15 @@ type Greylister struct {
 	opts Options
 	db   *pebble.DB
 
-	mu    sync.Mutex
-	count int // number of main entries
+	mu     sync.Mutex
+	count  int  // number of main entries
+	closed bool // Close was called: Check fails instead of using the DB
 }
+
+// ErrClosed is returned by Check after Close: Pebble must not be used
+// then, and a session that checks while the daemon stops lets its
+// recipient pass (see policy.Checker).
+var ErrClosed = errors.New("greylist: database closed")
 
 const (
 	prefixEntry  = 'g'
@@ -143,8 +149,16 @@ func Open(opts Options) (*Greylister, error) {
 	return g, nil
 }
 
-// Close closes the database.
-func (g *Greylister) Close() error { return g.db.Close() }
+// Close closes the database. Check fails with ErrClosed from then on.
+func (g *Greylister) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	return g.db.Close()
+}
 
 // Len returns the number of entries.
 func (g *Greylister) Len() int {
@@ -177,6 +191,9 @@ func (g *Greylister) TupleKey(ip netip.Addr, sender, rcpt string) string {
 func (g *Greylister) Check(key string) (Result, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.closed {
+		return 0, ErrClosed
+	}
 	now := g.opts.Now()
 	old, found, err := g.get(key)
 	if err != nil {

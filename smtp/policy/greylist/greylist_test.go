@@ -107,3 +107,16 @@ func TestKeys(t *testing.T) {
 	_, err := Open(Options{})
 	require.Error(t, err)
 }
+
+// A check after Close fails with ErrClosed instead of reaching Pebble
+// (whose closed DB panics): smxd closes the database at stop, after its
+// SMTP servers.
+func TestCheckAfterClose(t *testing.T) {
+	c := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g := open(t, t.TempDir(), c, nil)
+	require.Equal(t, Greylisted, check(t, g, "a"))
+	require.NoError(t, g.Close())
+	_, err := g.Check("a")
+	require.ErrorIs(t, err, ErrClosed)
+	require.NoError(t, g.Close(), "a second Close does nothing")
+}
