@@ -156,6 +156,7 @@ type testDaemon struct {
 	port    int    // SMTP, on 127.0.0.1
 	out     *lineWriter
 	tickers *fakeTickers
+	stop    func() // stops the daemon once; the test's cleanup calls it too
 }
 
 // startDaemon starts a testDaemon whose qmgr section holds qmgr and whose
@@ -166,15 +167,17 @@ func startDaemon(t *testing.T, sinkPort int, qmgr string) *testDaemon {
 }
 
 // daemonConfig is what a testDaemon's configuration holds besides the
-// queue directory, the mail log on stderr and one smtps MTA on loopback
-// that relays for loopback clients.
+// queue directory, the mail log on stderr and one smtps MTA on loopback.
 type daemonConfig struct {
-	// qmgr, smar and smtps go inside those sections (smtps MTA's).
+	// qmgr, smar and smtps go inside those sections (smtps MTA's); smtps
+	// is "relay_clients = { loopback };" when empty.
 	qmgr, smar, smtps string
 	// mailertable is the mailertable file's content.
 	mailertable string
 	// files are further files of the configuration directory, by name.
 	files map[string]string
+	// now, when set, is the clock of the greylisting database.
+	now func() time.Time
 }
 
 // startDaemonWith starts a testDaemon on cfg; it stops with the test.
@@ -192,21 +195,30 @@ func startDaemonWith(t *testing.T, cfg daemonConfig) *testDaemon {
 	for name, content := range files {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
 	}
+	smtps := cfg.smtps
+	if smtps == "" {
+		smtps = "relay_clients = { loopback };"
+	}
 	file := filepath.Join(dir, "smx.conf")
 	require.NoError(t, os.WriteFile(file, []byte(`hostname = smx.test;
 queue_directory = "`+filepath.Join(dir, "spool")+`";
 log { output = stderr; }
 qmgr { `+cfg.qmgr+` }
 smar { mailertable { file = mt; } `+cfg.smar+` }
-smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } relay_clients = { loopback }; `+cfg.smtps+` }
+smtps MTA { listen_socket { address = 127.0.0.1; port = `+strconv.Itoa(port)+`; } `+smtps+` }
 `), 0o644))
 	c, err := conf.Load(file)
 	require.NoError(t, err)
 	td := &testDaemon{dir: dir, port: port, out: newLineWriter(), tickers: &fakeTickers{}}
 	td.d = newDaemon(c, slog.New(slog.DiscardHandler), true, td.out)
 	td.d.newTicker = td.tickers.newTicker
+	if cfg.now != nil {
+		td.d.now = cfg.now
+	}
 	require.NoError(t, td.d.Start(context.Background()))
-	t.Cleanup(func() { td.d.Stop(context.Background()) })
+	var once sync.Once
+	td.stop = func() { once.Do(func() { td.d.Stop(context.Background()) }) }
+	t.Cleanup(td.stop)
 	return td
 }
 

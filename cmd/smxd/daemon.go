@@ -21,6 +21,7 @@ import (
 	"github.com/smx-mta/smx/cmd/smxd/wire"
 	"github.com/smx-mta/smx/log/ids"
 	"github.com/smx-mta/smx/log/maillog"
+	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/server"
 )
 
@@ -43,6 +44,11 @@ type daemon struct {
 	clientIDs *ids.ClientGenerator
 	conns     *server.ConnLimiter
 	metrics   *daemonMetrics
+	// greylist is the greylisting database of the smtps sections with
+	// the greylisting flag, nil when none has it. It is opened at start
+	// and closed at stop, not per SMAR generation: Pebble locks its
+	// directory, and a reload must not lose what it knows.
+	greylist *greylist.Greylister
 
 	smtpListeners   map[string][]*boundListener // by smtps section name
 	controlListener *boundListener
@@ -64,11 +70,13 @@ type daemon struct {
 	// newTicker makes the tickers of periodic work (snapshots, archive
 	// passes); tests replace it with tickers they drive.
 	newTicker func(d time.Duration) (c <-chan time.Time, stop func())
+	// now is the clock of the greylisting database; tests drive it.
+	now func() time.Time
 }
 
 func newDaemon(cfg *conf.Config, debug *slog.Logger, allowRoot bool, stderr io.Writer) *daemon {
 	d := &daemon{debug: debug, allowRoot: allowRoot, metrics: newDaemonMetrics(),
-		smtpListeners: map[string][]*boundListener{}, stderr: stderr, newTicker: realTicker}
+		smtpListeners: map[string][]*boundListener{}, stderr: stderr, newTicker: realTicker, now: time.Now}
 	d.cfg.Store(cfg)
 	return d
 }
@@ -103,6 +111,9 @@ func (d *daemon) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			d.closeSockets()
+			if d.greylist != nil {
+				d.greylist.Close()
+			}
 			if d.logs != nil {
 				d.logs.Close()
 			}
@@ -128,6 +139,13 @@ func (d *daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.clientIDs = ids.NewClientGenerator(0, 0)
+	if wire.NeedsGreylisting(c) {
+		o := wire.GreylistOptions(c)
+		o.Now, o.Logger = d.now, d.debug.With("component", "greylist")
+		if d.greylist, err = greylist.Open(o); err != nil {
+			return err
+		}
+	}
 	qc, err := wire.ReadQMGRConf(c.QMGR.Conf)
 	if err != nil {
 		return err
@@ -341,6 +359,10 @@ func (d *daemon) Stop(ctx context.Context) error {
 	d.sup.Stop(ctx)
 	d.closeSockets()
 	var errs []error
+	if d.greylist != nil {
+		// The SMTP servers are stopped: no session checks it any more.
+		errs = append(errs, d.greylist.Close())
+	}
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("grace period over after %v: %w", time.Since(start).Round(time.Millisecond), err))
 	}

@@ -13,7 +13,8 @@ import (
 
 // reload rereads smx.conf and the maps (SIGHUP, smxctl reload) and applies
 // what can change while smxd runs: everything SMAR is built from (the
-// smar section and map declarations, with every map file read again) and,
+// smar section but its greylisting database, which stays open, and the
+// map declarations, with every map file read again) and,
 // per smtps section, relay_clients, protected_recipients and
 // auth.trusted_mechs, which the policy checkers hold. Sessions in progress
 // finish with the maps they started with; new sessions and resolutions
@@ -44,7 +45,7 @@ func (d *daemon) reload() (control.ReloadResult, error) {
 	if err := d.checkPermissions(merged); err != nil {
 		return fail(err)
 	}
-	st, err := buildSMAR(merged)
+	st, err := buildSMAR(merged, d.greylist)
 	if err != nil {
 		return fail(err)
 	}
@@ -66,6 +67,9 @@ func (d *daemon) reload() (control.ReloadResult, error) {
 func mergeReloadable(old, next *conf.Config) *conf.Config {
 	m := *old
 	m.SMAR = next.SMAR
+	// The greylisting database stays open as it was at start (Pebble
+	// locks its directory): a change of its section waits for a restart.
+	m.SMAR.Greylisting = old.SMAR.Greylisting
 	m.Maps = next.Maps
 	m.SMTPS = slices.Clone(old.SMTPS)
 	for i := range m.SMTPS {

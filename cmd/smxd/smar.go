@@ -8,6 +8,7 @@ import (
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/cmd/smxd/wire"
 	"github.com/smx-mta/smx/smtp/policy"
+	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/resolver"
 	"github.com/smx-mta/smx/smtp/server"
 )
@@ -21,14 +22,16 @@ type smarState struct {
 	checkers map[string]*policy.Checker // by smtps section name
 }
 
-func buildSMAR(c *conf.Config) (*smarState, error) {
+// buildSMAR builds a generation from c; gl is the greylisting database,
+// which every generation shares (nil when no smtps section greylists).
+func buildSMAR(c *conf.Config, gl *greylist.Greylister) (*smarState, error) {
 	s, err := wire.OpenSMAR(c)
 	if err != nil {
 		return nil, err
 	}
 	st := &smarState{smar: s, checkers: map[string]*policy.Checker{}}
 	for i := range c.SMTPS {
-		ch, err := s.NewChecker(c, &c.SMTPS[i])
+		ch, err := s.NewChecker(c, &c.SMTPS[i], gl)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("%s: %w", wire.Title(&c.SMTPS[i]), err)
@@ -46,7 +49,7 @@ type smarService struct {
 }
 
 func (d *daemon) startSMAR(ctx context.Context) (*smarService, error) {
-	st, err := buildSMAR(d.config())
+	st, err := buildSMAR(d.config(), d.greylist)
 	if err != nil {
 		return nil, err
 	}

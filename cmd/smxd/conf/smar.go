@@ -126,10 +126,11 @@ type Greylisting struct {
 	WhiteExpire time.Duration `conf:"white_expire" unit:"s"`
 	// WhiteTimeout makes whitelisted entries confirm again after this long.
 	WhiteTimeout time.Duration `conf:"white_timeout" unit:"s"`
-	// MainDBName and SecondaryDBName are the greylisting databases
-	// (relative to the queue directory).
-	MainDBName      string `conf:"main_DB_name" path:"queue"`
-	SecondaryDBName string `conf:"secondary_DB_name" path:"queue"`
+	// MainDBName is the greylisting database, a Pebble directory
+	// (relative to the queue directory), which holds the seed's
+	// secondary index by expiry time too.
+	MainDBName      string  `conf:"main_DB_name" path:"queue"`
+	SecondaryDBName Ignored `conf:"secondary_DB_name" ignore:"the index by expiry time is kept in the main_DB_name database"`
 	// ExpireLimit is the entry count above which expired entries are
 	// removed.
 	ExpireLimit int `conf:"expire_limit"`
@@ -175,14 +176,13 @@ func defaultSMAR() SMAR {
 		},
 		DNSBL: []DNSBL{},
 		Greylisting: Greylisting{
-			GreyWait:        5 * time.Minute,
-			GreyExpire:      2 * day,
-			WhiteExpire:     36 * day,
-			WhiteTimeout:    90 * day,
-			MainDBName:      "greylist",
-			SecondaryDBName: "greylist_expire",
-			ExpireLimit:     100000,
-			Netmask:         0xFFFFFFFF,
+			GreyWait:     5 * time.Minute,
+			GreyExpire:   2 * day,
+			WhiteExpire:  36 * day,
+			WhiteTimeout: 90 * day,
+			MainDBName:   "greylist",
+			ExpireLimit:  100000,
+			Netmask:      0xFFFFFFFF,
 		},
 		Mailertable: Mailertable{
 			File:  "mt",                                                     // seed 001

@@ -20,6 +20,7 @@ import (
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/smtp/maps"
 	"github.com/smx-mta/smx/smtp/policy"
+	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/resolver"
 	"github.com/smx-mta/smx/smtp/resolver/dnsclient"
 )
@@ -258,8 +259,40 @@ func openSMAR(c *conf.Config, withAccess bool) (*SMAR, error) {
 	return s, nil
 }
 
-// NewChecker builds the policy checker of one smtps section.
-func (s *SMAR) NewChecker(c *conf.Config, srv *conf.SMTPS) (*policy.Checker, error) {
+// NeedsGreylisting reports whether any smtps section has the greylisting
+// or fullgreylisting flag: only then is the greylisting database opened.
+func NeedsGreylisting(c *conf.Config) bool {
+	for _, s := range c.SMTPS {
+		if s.Flags.Greylisting || s.Flags.FullGreylisting {
+			return true
+		}
+	}
+	return false
+}
+
+// GreylistOptions maps smar's greylisting section onto the greylisting
+// database's Options. The daemon adds the clock and the logger. The
+// database is Pebble's, one directory at main_DB_name (relative to the
+// queue directory), which holds the secondary index by expiry too:
+// secondary_DB_name names nothing of its own.
+func GreylistOptions(c *conf.Config) greylist.Options {
+	g := c.SMAR.Greylisting
+	return greylist.Options{
+		Dir:          g.MainDBName,
+		GreyWait:     g.GreyWait,
+		GreyExpire:   g.GreyExpire,
+		WhiteExpire:  g.WhiteExpire,
+		WhiteTimeout: g.WhiteTimeout,
+		ExpireLimit:  g.ExpireLimit,
+		Netmask:      g.Netmask,
+	}
+}
+
+// NewChecker builds the policy checker of one smtps section. gl is the
+// greylisting database, which outlives SMAR generations (Pebble locks its
+// directory); the checker uses it when the section has the greylisting
+// or fullgreylisting flag, and gl may be nil when none has.
+func (s *SMAR) NewChecker(c *conf.Config, srv *conf.SMTPS, gl *greylist.Greylister) (*policy.Checker, error) {
 	nets, err := srv.RelayNets()
 	if err != nil {
 		return nil, err
@@ -278,6 +311,12 @@ func (s *SMAR) NewChecker(c *conf.Config, srv *conf.SMTPS) (*policy.Checker, err
 			AllowByClientIP: srv.ProtectedRecipients.AllowBy.ClientIP,
 			MatchType:       matchType(srv.ProtectedRecipients.MatchType),
 		},
+	}
+	if srv.Flags.Greylisting || srv.Flags.FullGreylisting {
+		if gl == nil {
+			return nil, fmt.Errorf("%s: flags greylisting: the greylisting database is not open", Title(srv))
+		}
+		o.Greylist, o.FullGreylisting = gl, srv.Flags.FullGreylisting
 	}
 	if srv.Flags.Access && s.Access != nil {
 		o.Access = s.Access

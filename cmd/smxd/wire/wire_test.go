@@ -13,6 +13,7 @@ import (
 	"github.com/smx-mta/smx/cmd/smxd/conf"
 	"github.com/smx-mta/smx/scheduler"
 	"github.com/smx-mta/smx/smtp/policy"
+	"github.com/smx-mta/smx/smtp/policy/greylist"
 	"github.com/smx-mta/smx/smtp/server"
 )
 
@@ -87,14 +88,14 @@ smtps MSA { listen_socket { port = 2587; } }`)
 	// The MTA checks the access map and relays for 10/8; the MSA does
 	// neither.
 	ctx := context.Background()
-	mta, err := s.NewChecker(c, &c.SMTPS[0])
+	mta, err := s.NewChecker(c, &c.SMTPS[0], nil)
 	require.NoError(t, err)
 	sess, d := mta.Connect(ctx, policy.ClientInfo{Addr: netip.MustParseAddr("10.1.2.3")})
 	require.Equal(t, policy.Accept, d.Action)
 	mta.Mail(ctx, sess, "a@b.test")
 	require.Equal(t, policy.Reject, mta.Rcpt(ctx, sess, "x@closed.test").Action)
 	require.Equal(t, policy.Accept, mta.Rcpt(ctx, sess, "x@open.test").Action)
-	msa, err := s.NewChecker(c, &c.SMTPS[1])
+	msa, err := s.NewChecker(c, &c.SMTPS[1], nil)
 	require.NoError(t, err)
 	sess, _ = msa.Connect(ctx, policy.ClientInfo{Addr: netip.MustParseAddr("10.1.2.3")})
 	msa.Mail(ctx, sess, "a@b.test")
@@ -196,4 +197,66 @@ smtps MTA { listen_socket { port = 2525; } flags = { access }; }`)
 	res := s.Resolver.Resolve(context.Background(), "u@anywhere.test")
 	require.Nil(t, res.Failure)
 	require.Equal(t, "esmtp:[127.0.0.1]:25", res.Destination)
+}
+
+// The greylisting section and flags reach the policy checkers: simple
+// greylisting keys by client (cut by the netmask), fullgreylisting by
+// client, sender and recipient, and a section without either flag does
+// not greylist. The database is one, shared by the checkers.
+func TestGreylistingCheckers(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mt"), []byte("my.dom lmtp:\n. esmtp:[127.0.0.1]\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "users"), []byte("carol\ndave\n"), 0o644))
+	c := load(t, dir, `queue_directory = spool;
+smar { map users { type = hash; file = users; } local_user_map { name = users; }
+       greylisting { grey_wait = 10m; netmask = 0xFFFFFF00; expire_limit = 5000; } }
+smtps MTA { listen_socket { port = 2525; } flags = { greylisting }; }
+smtps FULL { listen_socket { port = 2526; } flags = { fullgreylisting }; }
+smtps MSA { listen_socket { port = 2587; } }`)
+	require.True(t, NeedsGreylisting(c))
+	o := GreylistOptions(c)
+	require.Equal(t, filepath.Join(dir, "spool", "greylist"), o.Dir)
+	require.Equal(t, 10*time.Minute, o.GreyWait)
+	require.Equal(t, uint32(0xFFFFFF00), o.Netmask)
+	require.Equal(t, 5000, o.ExpireLimit)
+	require.Equal(t, 48*time.Hour, o.GreyExpire, "the default")
+
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	o.Now = func() time.Time { return now }
+	gl, err := greylist.Open(o)
+	require.NoError(t, err)
+	defer gl.Close()
+	s, err := OpenSMAR(c)
+	require.NoError(t, err)
+	defer s.Close()
+	checker := func(i int) *policy.Checker {
+		ch, err := s.NewChecker(c, &c.SMTPS[i], gl)
+		require.NoError(t, err)
+		return ch
+	}
+	mta, full, msa := checker(0), checker(1), checker(2)
+	ctx := context.Background()
+	rcpt := func(ch *policy.Checker, client, sender, to string) policy.Decision {
+		sess, d := ch.Connect(ctx, policy.ClientInfo{Addr: netip.MustParseAddr(client)})
+		require.Equal(t, policy.Accept, d.Action)
+		require.NotEqual(t, policy.Reject, ch.Mail(ctx, sess, sender).Action)
+		return ch.Rcpt(ctx, sess, to)
+	}
+
+	d := rcpt(mta, "192.0.2.7", "a@b.test", "carol@my.dom")
+	require.True(t, d.Greylisted)
+	require.Equal(t, 421, d.Code)
+	require.Equal(t, policy.Accept, rcpt(msa, "203.0.113.1", "a@b.test", "carol@my.dom").Action, "MSA has no greylisting flag")
+	d = rcpt(full, "198.51.100.1", "a@b.test", "carol@my.dom")
+	require.True(t, d.Greylisted)
+
+	now = now.Add(9 * time.Minute)
+	require.True(t, rcpt(mta, "192.0.2.7", "a@b.test", "carol@my.dom").Greylisted, "before grey_wait")
+	now = now.Add(2 * time.Minute)
+	require.Equal(t, policy.Accept, rcpt(mta, "192.0.2.99", "x@y.test", "dave@my.dom").Action, "the client's /24 is whitelisted")
+	require.Equal(t, policy.Accept, rcpt(full, "198.51.100.1", "a@b.test", "carol@my.dom").Action)
+	require.True(t, rcpt(full, "198.51.100.1", "a@b.test", "dave@my.dom").Greylisted, "another tuple")
+
+	_, err = s.NewChecker(c, &c.SMTPS[0], nil)
+	require.ErrorContains(t, err, "greylisting database is not open")
 }
