@@ -7,6 +7,9 @@
 #   make fuzz    each fuzz target for FUZZTIME, one after another
 #   make relay-bench  tools/loadgen through smxd to tools/smtpsink on
 #                loopback (RELAYFLAGS, e.g. -messages 20000 -sessions 50)
+#   make relay-compare  the same load through Postfix 3.7 and smxd,
+#                alternately, 3 rounds each, with the ratio (needs root
+#                and the Debian package postfix; COMPAREFLAGS)
 #   make install binaries to $(PREFIX), example configuration to
 #                $(SYSCONFDIR)/smx.conf unless one is there, systemd unit
 #                to $(SYSTEMDDIR)/smxd.service (docs/install.md)
@@ -21,11 +24,12 @@ BENCHFLAGS ?=
 FUZZTIME   ?= 30s
 PKGS       ?= ./...
 RELAYFLAGS ?=
+COMPAREFLAGS ?= -messages 30000 -rounds 3
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/smx-mta/smx/cmd/smxd/buildinfo.version=$(VERSION)
 
-.PHONY: all build run test bench fuzz relay-bench install clean
+.PHONY: all build run test bench fuzz relay-bench relay-compare install clean
 
 all: build
 
@@ -56,6 +60,12 @@ bench:
 # of 5 KB over 50 sessions by default (tools/relaybench).
 relay-bench: build
 	./bin/relaybench -bin bin $(RELAYFLAGS)
+
+# The design's relay target: Postfix (an instance of its own under a
+# temporary directory) and smxd under the same load, alternately, and
+# the ratio of their median rates (tools/README.md, docs/performance.md).
+relay-compare: build
+	./bin/relaybench -bin bin -mta postfix,smxd $(COMPAREFLAGS)
 
 # Every FuzzXxx of every package, found with go test -list, runs for
 # FUZZTIME; a failure stops the run and leaves the input in testdata/fuzz.

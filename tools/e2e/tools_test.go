@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -35,4 +36,26 @@ func TestRelayBenchTwoRecipients(t *testing.T) {
 		"-messages", "100", "-sessions", "5", "-rcpts", "2", "-per-conn", "0", "-timeout", "2m").CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.Regexp(t, `(?m)^relaybench: messages=100 acknowledged=100 delivered=200 duplicates=0 lost=0 `, string(out))
+}
+
+// TestRelayCompare runs the comparison of `make relay-compare`, small:
+// the same load through a Postfix instance of relaybench's own
+// (configuration and queue in a temporary directory, the system's Postfix
+// untouched) and through smxd, with the ratio of their rates.
+func TestRelayCompare(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("Postfix's master must be started as root")
+	}
+	postfix := postfixTool(t, "postfix")
+	out, err := exec.Command(filepath.Join(bins.dir, "relaybench"), "-bin", bins.dir, "-postfix", postfix,
+		"-mta", "postfix,smxd", "-rounds", "1", "-messages", "200", "-sessions", "10", "-timeout", "2m").CombinedOutput()
+	require.NoError(t, err, string(out))
+	text := string(out)
+	require.Regexp(t, `(?m)^postfix: sent=200 deferred=0 bounced=0 warnings=0 fatal=0$`, text)
+	for _, mta := range []string{"postfix", "smxd"} {
+		require.Regexp(t, `(?m)^relaybench: round=1 mta=`+mta+` messages=200 acknowledged=200 delivered=200 duplicates=0 lost=0 `, text)
+		require.Regexp(t, `(?m)^relaybench: mta=`+mta+` rounds=1 relay_rate=\S+ \(\S+\) dot_p50=\S+ \(\S+\) dot_p99=\S+ \(\S+\) lost=0 duplicates=0$`, text)
+	}
+	require.Regexp(t, `(?m)^relaybench: ratio smxd/postfix=\d+\.\d\d \(median rates; per round \d+\.\d\d\)$`, text)
 }

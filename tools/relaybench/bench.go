@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,35 +30,68 @@ type config struct {
 	perConn  int
 	dir      string
 	timeout  time.Duration
+	drain    time.Duration
 	// cpuprofile is passed to smxd run --cpuprofile.
 	cpuprofile string
+	// mtas are the relays measured, in order; rounds how many times.
+	mtas    []string
+	rounds  int
+	postfix string // the postfix command
 }
+
+// mtaNames are the relays relaybench knows.
+var mtaNames = []string{"smxd", "postfix", "direct"}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
+	var mtas string
 	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.bin, "bin", "bin", "directory with the smxd, loadgen and smtpsink binaries")
-	fs.IntVar(&c.messages, "messages", 10000, "messages to relay")
+	fs.IntVar(&c.messages, "messages", 10000, "messages to relay in each run")
 	fs.IntVar(&c.sessions, "sessions", 50, "concurrent SMTP sessions of the load generator")
 	fs.StringVar(&c.size, "size", "5KB", "message size")
 	fs.IntVar(&c.rcpts, "rcpts", 1, "recipients per message")
 	fs.IntVar(&c.perConn, "per-conn", 1, "messages per connection of the load generator (0: one connection per session)")
-	fs.StringVar(&c.dir, "dir", "", "keep smxd's configuration, queue and mail log in this directory (default: a temporary one, removed)")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "have smxd write a CPU profile of its run to this file (smxd run --cpuprofile)")
+	fs.StringVar(&c.dir, "dir", "", "keep the relays' configuration, queue and mail log in this directory (default: a temporary one, removed)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a run after this long")
+	fs.DurationVar(&c.drain, "drain", 2*time.Minute, "how long the sink waits for the last recipients once the load generator is done")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "have smxd write a CPU profile of its run to this file (smxd run --cpuprofile; with -rounds, FILE.N for round N)")
+	fs.StringVar(&mtas, "mta", "smxd", "the relays to measure, comma-separated: smxd, postfix (Postfix on loopback, needs root), direct (no relay: loadgen straight into the sink, the ceiling)")
+	fs.IntVar(&c.rounds, "rounds", 1, "measure each relay this many times, alternating (the order reverses every other round)")
+	fs.StringVar(&c.postfix, "postfix", "", "the postfix command (default: postfix on PATH or /usr/sbin/postfix)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if c.messages < 1 || c.sessions < 1 || c.rcpts < 1 {
-		return c, errors.New("-messages, -sessions and -rcpts must be at least 1")
+	if c.messages < 1 || c.sessions < 1 || c.rcpts < 1 || c.rounds < 1 {
+		return c, errors.New("-messages, -sessions, -rcpts and -rounds must be at least 1")
 	}
-	for _, b := range []string{"smxd", "loadgen", "smtpsink"} {
+	for _, m := range strings.Split(mtas, ",") {
+		m = strings.TrimSpace(m)
+		if !slices.Contains(mtaNames, m) {
+			return c, fmt.Errorf("-mta: %q is none of %s", m, strings.Join(mtaNames, ", "))
+		}
+		if slices.Contains(c.mtas, m) {
+			return c, fmt.Errorf("-mta: %s named twice", m)
+		}
+		c.mtas = append(c.mtas, m)
+	}
+	need := []string{"loadgen", "smtpsink"}
+	if slices.Contains(c.mtas, "smxd") {
+		need = append(need, "smxd")
+	}
+	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
 			return c, fmt.Errorf("-bin: %w (run make build)", err)
+		}
+	}
+	if slices.Contains(c.mtas, "postfix") {
+		var err error
+		if c.postfix, err = findPostfix(c.postfix); err != nil {
+			return c, err
 		}
 	}
 	return c, nil
@@ -65,6 +99,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 // result is what a run measured.
 type result struct {
+	mta          string
+	round        int
 	messages     int
 	rcpts        int // per message
 	acknowledged int // messages
@@ -73,18 +109,36 @@ type result struct {
 	elapsed      time.Duration
 	dotP50       string
 	dotP99       string
+	// load is the load average (1 minute) before and after the run.
+	loadBefore, loadAfter float64
 }
 
 // lost counts the recipients of acknowledged messages that did not arrive.
 func (r result) lost() int { return r.acknowledged*r.rcpts - min(r.delivered, r.acknowledged*r.rcpts) }
 
-func (r result) summary() string {
-	rate := 0.0
-	if r.elapsed > 0 {
-		rate = float64(r.acknowledged) / r.elapsed.Seconds()
+// rate is acknowledged messages per second from the start of the load to
+// the sink's last recipient.
+func (r result) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
 	}
-	return fmt.Sprintf("relaybench: messages=%d acknowledged=%d delivered=%d duplicates=%d lost=%d elapsed=%.3fs relay_rate=%.1f/s dot_p50=%s dot_p99=%s",
-		r.messages, r.acknowledged, r.delivered, r.duplicates, r.lost(), r.elapsed.Seconds(), rate, r.dotP50, r.dotP99)
+	return float64(r.acknowledged) / r.elapsed.Seconds()
+}
+
+// summary is the line of a single run of smxd, as relaybench has always
+// printed it.
+func (r result) summary() string {
+	return "relaybench: " + r.fields()
+}
+
+// roundLine is the line of one run of several.
+func (r result) roundLine() string {
+	return fmt.Sprintf("relaybench: round=%d mta=%s %s load=%.2f-%.2f", r.round, r.mta, r.fields(), r.loadBefore, r.loadAfter)
+}
+
+func (r result) fields() string {
+	return fmt.Sprintf("messages=%d acknowledged=%d delivered=%d duplicates=%d lost=%d elapsed=%.3fs relay_rate=%.1f/s dot_p50=%s dot_p99=%s",
+		r.messages, r.acknowledged, r.delivered, r.duplicates, r.lost(), r.elapsed.Seconds(), r.rate(), r.dotP50, r.dotP99)
 }
 
 // proc is a started program whose output lines can be waited for.
@@ -186,32 +240,57 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// smxConf is the configuration of the smxd under test: the queue in dir,
-// the mail log in a file there, relaying for loopback clients, and a
-// mailertable that sends everything to the sink. The connection limits
-// are raised so that they do not throttle the load generator.
-func smxConf(dir string, port int) string {
-	return fmt.Sprintf(`# smx.conf written by relaybench
-hostname = relaybench.test;
-queue_directory = %s;
-log { output = file; file = maillog; }
-qmgr {
-    smtps { max_connections = 100000; max_connection_rate = 10000000; }
-}
-smar { mailertable { file = mt; } }
-smtps MTA {
-    listen_socket { type = inet; address = 127.0.0.1; port = %d; }
-    relay_clients = { loopback };
-}
-`, filepath.Join(dir, "spool"), port)
+// loadAverage is the 1-minute load average of the machine, 0 where
+// /proc/loadavg cannot be read.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
 }
 
 var loadgenReport = regexp.MustCompile(`^loadgen: messages=(\d+) accepted=(\d+) .* dot_p50=(\S+) dot_p99=(\S+) dot_max=\S+$`)
 
+// runAll measures each relay of cfg.mtas cfg.rounds times, the order
+// reversed every other round so that a drift in the machine's load
+// weighs on each alike, and prints a line per run and, with more than
+// one run, the summary (compare).
+func runAll(ctx context.Context, cfg config, out io.Writer) ([]result, error) {
+	single := cfg.rounds == 1 && len(cfg.mtas) == 1
+	var results []result
+	for round := 1; round <= cfg.rounds; round++ {
+		order := slices.Clone(cfg.mtas)
+		if round%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, mta := range order {
+			res, err := bench(ctx, cfg, mta, round, out)
+			if err != nil {
+				return results, fmt.Errorf("round %d, %s: %w", round, mta, err)
+			}
+			results = append(results, res)
+			if single {
+				fmt.Fprintln(out, res.summary())
+			} else {
+				fmt.Fprintln(out, res.roundLine())
+			}
+		}
+	}
+	if !single {
+		for _, line := range compare(cfg.mtas, results) {
+			fmt.Fprintln(out, line)
+		}
+	}
+	return results, nil
+}
+
 // bench runs one relay measurement. The programs' output is copied to
 // out as it comes.
-func bench(ctx context.Context, cfg config, out io.Writer) (result, error) {
-	res := result{messages: cfg.messages, rcpts: cfg.rcpts}
+func bench(ctx context.Context, cfg config, mta string, round int, out io.Writer) (result, error) {
+	res := result{mta: mta, round: round, messages: cfg.messages, rcpts: cfg.rcpts}
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	dir := cfg.dir
@@ -222,10 +301,28 @@ func bench(ctx context.Context, cfg config, out io.Writer) (result, error) {
 		}
 		defer os.RemoveAll(tmp)
 		dir = tmp
-	} else if err := os.MkdirAll(dir, 0o750); err != nil {
-		return res, err
+	} else {
+		if cfg.rounds > 1 || len(cfg.mtas) > 1 {
+			dir = filepath.Join(dir, fmt.Sprintf("%s-%d", mta, round))
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return res, err
+		}
 	}
 	bin := func(name string) string { return filepath.Join(cfg.bin, name) }
+	var rl relay
+	switch mta {
+	case "smxd":
+		profile := cfg.cpuprofile
+		if profile != "" && cfg.rounds > 1 {
+			profile += "." + strconv.Itoa(round)
+		}
+		rl = &smxdRelay{bin: bin("smxd"), cpuprofile: profile}
+	case "postfix":
+		rl = &postfixRelay{cmd: cfg.postfix}
+	default:
+		rl = directRelay{}
+	}
 
 	// The sink expects every recipient; it stops once it has them.
 	sink, err := start("smtpsink", exec.Command(bin("smtpsink"), "-listen", "127.0.0.1:0",
@@ -238,33 +335,19 @@ func bench(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "mt"), []byte(". "+m[1]+"^esmtp:[127.0.0.1]\n"), 0o640); err != nil {
-		return res, err
-	}
-	port, err := freePort()
+	sinkPort, _ := strconv.Atoi(m[1])
+	port, err := rl.start(ctx, dir, sinkPort)
+	stopped := false
+	defer func() {
+		if !stopped {
+			rl.stop(out)
+		}
+	}()
 	if err != nil {
-		return res, err
-	}
-	conf := filepath.Join(dir, "smx.conf")
-	if err := os.WriteFile(conf, []byte(smxConf(dir, port)), 0o640); err != nil {
-		return res, err
-	}
-	args := []string{"run", "-f", conf}
-	if os.Geteuid() == 0 {
-		args = append(args, "--allow-root")
-	}
-	if cfg.cpuprofile != "" {
-		args = append(args, "--cpuprofile", cfg.cpuprofile)
-	}
-	smxd, err := start("smxd", exec.Command(bin("smxd"), args...), nil)
-	if err != nil {
-		return res, err
-	}
-	defer smxd.stop(syscall.SIGTERM)
-	if _, _, err := smxd.wait(ctx, `msg="smxd started"`); err != nil {
 		return res, err
 	}
 
+	res.loadBefore = loadAverage()
 	began := time.Now()
 	load, err := start("loadgen", exec.CommandContext(ctx, bin("loadgen"), "-server", "127.0.0.1:"+strconv.Itoa(port),
 		"-messages", strconv.Itoa(cfg.messages), "-sessions", strconv.Itoa(cfg.sessions), "-size", cfg.size,
@@ -283,11 +366,14 @@ func bench(ctx context.Context, cfg config, out io.Writer) (result, error) {
 
 	var waitErr error
 	if res.acknowledged == cfg.messages {
+		drain, cancelDrain := context.WithTimeout(ctx, cfg.drain)
 		var at time.Time
-		if _, at, waitErr = sink.wait(ctx, `^smtpsink: reached \d+ recipients$`); waitErr == nil {
+		if _, at, waitErr = sink.wait(drain, `^smtpsink: reached \d+ recipients$`); waitErr == nil {
 			res.elapsed = at.Sub(began)
 		}
+		cancelDrain()
 	}
+	res.loadAfter = loadAverage()
 	// With messages refused, or lost, the sink waits in vain: stop it and
 	// count what it has.
 	sink.stop(syscall.SIGTERM)
@@ -299,9 +385,9 @@ func bench(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	}
 	res.delivered, _ = strconv.Atoi(sm[2])
 	res.duplicates, _ = strconv.Atoi(sm[3])
-	smxd.stop(syscall.SIGTERM)
-	if code := smxd.cmd.ProcessState.ExitCode(); code != 0 {
-		return res, fmt.Errorf("smxd exited with status %d:\n%s", code, smxd.tail())
+	stopped = true
+	if err := rl.stop(out); err != nil {
+		return res, err
 	}
 	if waitErr != nil && res.lost() == 0 {
 		return res, waitErr

@@ -37,8 +37,49 @@ func TestFlags(t *testing.T) {
 	require.Equal(t, 7, c.messages)
 	require.Equal(t, 50, c.sessions)
 	require.Equal(t, "5KB", c.size)
+	require.Equal(t, []string{"smxd"}, c.mtas)
+	require.Equal(t, 1, c.rounds)
 	_, err = parseFlags([]string{"-bin", dir, "-sessions", "0"}, &errOut)
 	require.ErrorContains(t, err, "at least 1")
+	_, err = parseFlags([]string{"-bin", dir, "-mta", "smxd,exim"}, &errOut)
+	require.ErrorContains(t, err, `"exim" is none of smxd, postfix, direct`)
+	_, err = parseFlags([]string{"-bin", dir, "-mta", "smxd,smxd"}, &errOut)
+	require.ErrorContains(t, err, "named twice")
+	c, err = parseFlags([]string{"-bin", dir, "-mta", "direct, smxd", "-rounds", "3"}, &errOut)
+	require.NoError(t, err)
+	require.Equal(t, []string{"direct", "smxd"}, c.mtas)
+	require.Equal(t, 3, c.rounds)
+	// Without smxd in the runs its binary is not needed.
+	require.NoError(t, os.Remove(filepath.Join(dir, "smxd")))
+	_, err = parseFlags([]string{"-bin", dir, "-mta", "direct"}, &errOut)
+	require.NoError(t, err)
+	_, err = parseFlags([]string{"-bin", dir}, &errOut)
+	require.ErrorContains(t, err, "run make build")
+}
+
+// TestCompare: medians and ranges per relay, the ratio of the median
+// rates and of each round's pair, losses and duplicates summed, and the
+// range of the load average.
+func TestCompare(t *testing.T) {
+	run := func(mta string, round int, seconds float64, p50, p99 string, lost, dups int, load float64) result {
+		return result{mta: mta, round: round, messages: 1000, rcpts: 1, acknowledged: 1000, delivered: 1000 - lost,
+			duplicates: dups, elapsed: time.Duration(seconds * float64(time.Second)), dotP50: p50, dotP99: p99,
+			loadBefore: load, loadAfter: load + 1}
+	}
+	lines := compare([]string{"postfix", "smxd"}, []result{
+		run("postfix", 1, 2.5, "20.0ms", "60.0ms", 0, 0, 1), // 400/s
+		run("smxd", 1, 1, "5.0ms", "15.0ms", 0, 0, 2),       // 1000/s
+		run("smxd", 2, 0.8, "4.0ms", "12.0ms", 0, 1, 2),     // 1250/s
+		run("postfix", 2, 2, "25.0ms", "70.0ms", 1, 0, 3),   // 1000 acknowledged, 999 arrived: 500/s
+		run("postfix", 3, 4, "30.0ms", "90.0ms", 0, 0, 0.5), // 250/s
+		run("smxd", 3, 0.5, "6.0ms", "19.0ms", 0, 0, 2),     // 2000/s
+	})
+	require.Equal(t, []string{
+		"relaybench: mta=postfix rounds=3 relay_rate=400.0/s (250.0-500.0) dot_p50=25.0ms (20.0-30.0) dot_p99=70.0ms (60.0-90.0) lost=1 duplicates=0",
+		"relaybench: mta=smxd rounds=3 relay_rate=1250.0/s (1000.0-2000.0) dot_p50=5.0ms (4.0-6.0) dot_p99=15.0ms (12.0-19.0) lost=0 duplicates=1",
+		"relaybench: ratio smxd/postfix=3.12 (median rates; per round 2.50 2.50 8.00)",
+		"relaybench: load average 0.50-4.00",
+	}, lines)
 }
 
 // The configuration relaybench writes is one smxd accepts, with what the
