@@ -461,11 +461,11 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 	e.rcpt.Destination = p.Destination
 	if until, down := c.q.HostDown(p.Destination, c.now); down {
 		c.drop(k, e)
-		reason := c.downReason(p.Destination)
+		reason := "not tried: " + p.Destination + " is down until " + until.Format(time.RFC3339) + ": " + c.downReason(p.Destination)
 		c.exec.appendEvents([]log.Event{{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
-			NextTry: until, Reason: "not tried: " + p.Destination + " is down until " + until.Format(time.RFC3339) + ": " + reason,
-			Destination: p.Destination,
+			NextTry: until, Reason: reason, Destination: p.Destination,
 		}}})
+		c.logNotTried(e.rcpt, p.Destination, until, reason)
 		return
 	}
 	route := client.Route{Mailer: p.Mailer, Hops: p.Hops, Port: p.Port, Socket: p.Socket}
@@ -671,13 +671,29 @@ func (c *core) deferDestination(dest string, until time.Time, reason string) {
 	for _, e := range waiting {
 		k := key{e.rcpt.Txn, e.rcpt.Rcpt}
 		c.drop(k, e)
+		why := "not tried: " + dest + " is down: " + reason
 		events = append(events, log.Event{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
-			NextTry: until, Reason: "not tried: " + dest + " is down: " + reason, Destination: dest,
+			NextTry: until, Reason: why, Destination: dest,
 		}})
+		c.logNotTried(e.rcpt, dest, until, why)
 	}
 	if len(events) > 0 {
 		c.exec.appendEvents(events)
 	}
+}
+
+// logNotTried writes the mail log line of a recipient deferred without a
+// delivery attempt because the host status cache has its destination
+// down: no delivery agent line tells of it. It is the queue manager's
+// line of seed 001 ("func=q_upd_rcpt_ok, rcpt_id=..."), with the
+// destination, the next try, the reason and the time in queue.
+func (c *core) logNotTried(r projections.Recipient, dest string, next time.Time, reason string) {
+	ln := c.opts.MailLog.Recipient("q_upd_rcpt_deferred", r.Txn, int(r.Rcpt)).Rcpt(r.Addr).
+		Str("dest", dest).Str("next_try", next.UTC().Format(time.RFC3339)).Str("reason", reason)
+	if m, ok := c.q.Message(r.Txn); ok {
+		ln = ln.Delay(c.now.Sub(m.ReceivedAt))
+	}
+	ln.Write()
 }
 
 // onTerminal notes the DSNs a terminal event made owed. What is owed is

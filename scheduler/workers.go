@@ -115,11 +115,12 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 			done.unreachable = append(done.unreachable, a.IP)
 		}
 	}
-	daSess := ""
+	var daSess string
 	if sess != nil {
 		done.sessionIP = sess.IP
 		daSess = s.sessionID(sess)
 		if newSession {
+			s.logConnectFailures(daSess, attempts)
 			s.logSession(daSess, sess)
 		}
 		res = sess.Send(dctx, env)
@@ -128,6 +129,17 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 		if res.Reply.Code == 421 {
 			done.destDown = true
 		}
+	} else {
+		// The session never opened: its id still names the connections
+		// that failed and the recipients' lines, as the seed's SMTPC
+		// gives a session its id before it connects.
+		daSess = s.opts.ClientIDs.Next(0).String()
+		failed := attempts
+		if len(failed) == 0 {
+			// Nothing to connect to (the route named no address).
+			failed = []client.Attempt{{Host: res.Host, IP: res.IP, Port: res.Port, Stage: res.Stage, Reply: res.Reply}}
+		}
+		s.logConnectFailures(daSess, failed)
 	}
 	events := outcomeEvents(job, daSess, daTxn, res, done.destDown, s.opts.Clock.Now(), s.core.retry)
 	if _, err := s.opts.Log.Append(ctx, events...); err != nil {
@@ -150,6 +162,21 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 	return done
 }
 
+// logConnectFailures writes a session line for each connection of
+// session daSess that failed before the session opened (an address that
+// refused, a 4xx greeting): status=failed, where the attempt ended, the
+// peer and the reply.
+func (s *Scheduler) logConnectFailures(daSess string, attempts []client.Attempt) {
+	for _, a := range attempts {
+		ip, _ := netip.ParseAddr(a.IP)
+		ln := s.opts.MailLog.ClientSession(daSess).Status("failed").Where(a.Stage)
+		if a.Port != 0 {
+			ln = ln.Port(a.Port)
+		}
+		ln.Relay(a.Host, ip).Stat(a.Reply.Code).Reply(a.Reply.String()).Write()
+	}
+}
+
 // logSession writes the seed's session lines: status=connected and, with
 // STARTTLS, where=connection, starttls=successful.
 func (s *Scheduler) logSession(daSess string, sess *client.Session) {
@@ -168,13 +195,6 @@ func (s *Scheduler) logSession(daSess string, sess *client.Session) {
 func (s *Scheduler) logTxn(daSess, daTxn string, job *deliveryJob, res *client.Result) {
 	ml := s.opts.MailLog
 	ip, _ := netip.ParseAddr(res.IP)
-	if daSess == "" {
-		for _, a := range res.Attempts {
-			aip, _ := netip.ParseAddr(a.IP)
-			ml.ClientTxn("", daTxn, job.msg.Txn).Status("failed").Where(a.Stage).Relay(a.Host, aip).
-				Stat(a.Reply.Code).Reply(a.Reply.String()).Write()
-		}
-	}
 	now := s.opts.Clock.Now()
 	for _, rr := range res.Rcpts {
 		ml.ClientTxn(daSess, daTxn, job.msg.Txn).Rcpt(rr.Rcpt.Addr).Idx(int(rr.Rcpt.Index)).
