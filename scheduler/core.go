@@ -218,6 +218,11 @@ type core struct {
 	idleCount    int
 
 	resolving      map[string]int           // txn -> jobs in flight
+	// unresolved counts, per message, its AQ entries waiting for SMAR
+	// (phaseResolving): in a job waiting or in flight, or answered and
+	// waiting for the answer to come back through the feed. dispatch
+	// holds the message's groups back while it is not zero.
+	unresolved map[string]int
 	resolveWait    []*resolveJob            // jobs waiting for a free resolver, in order
 	resolveBlocked map[string][]*resolveJob // jobs waiting for their message's job to end
 	resolvers      int
@@ -272,7 +277,7 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 			fuzz: opts.RetryFuzz, rand: opts.Rand},
 		aq: map[key]*entry{}, groups: map[groupKey]*group{}, conns: map[string]*conn{},
 		runnable: map[*conn]bool{}, idle: map[string][]*idleSession{},
-		resolving: map[string]int{}, reserved: map[string]int32{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
+		resolving: map[string]int{}, unresolved: map[string]int{}, reserved: map[string]int32{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
 		dsnPending: map[string]time.Time{}, dsnInProgress: map[string]bool{},
 		releasing: map[string]bool{}, delayWarn: map[string]*delayWarning{},
 	}, nil
@@ -398,6 +403,9 @@ func (c *core) leave(k key) {
 
 func (c *core) drop(k key, e *entry) {
 	delete(c.aq, k)
+	if e.phase == phaseResolving {
+		c.resolvedOne(k.txn)
+	}
 	if e.fromDeferred {
 		c.deferredInAQ--
 	}
@@ -468,6 +476,8 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 		c.logNotTried(e.rcpt, p.Destination, until, reason)
 		return
 	}
+	c.resolvedOne(k.txn)
+	e.phase = phaseReady
 	route := client.Route{Mailer: p.Mailer, Hops: p.Hops, Port: p.Port, Socket: p.Socket}
 	gk := groupKey{k.txn, p.Destination, e.rcpt.Sender}
 	g, ok := c.groups[gk]
@@ -481,10 +491,18 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 		heap.Push(&cn.pending, g)
 		c.runnable[cn] = true
 	}
-	e.phase = phaseReady
 	e.group = g
 	g.entries = append(g.entries, e)
 	c.dirty = true
+}
+
+// resolvedOne notes that an AQ entry of txn no longer waits for SMAR.
+func (c *core) resolvedOne(txn string) {
+	if n := c.unresolved[txn] - 1; n > 0 {
+		c.unresolved[txn] = n
+	} else {
+		delete(c.unresolved, txn)
+	}
 }
 
 // downReason says why the host status cache has dest down: the reason of
@@ -754,6 +772,9 @@ func (c *core) fill() {
 			return 0
 		}
 		rs := c.q.Take(from, c.now, n)
+		if len(rs) == n {
+			rs = c.takeRest(from, rs)
+		}
 		for range rs {
 			fromDeferred = append(fromDeferred, from == projections.DEFEDB)
 		}
@@ -770,6 +791,28 @@ func (c *core) fill() {
 		return
 	}
 	c.admit(taken, fromDeferred)
+}
+
+// takeRest completes the last message of rs, recipients Take returned at
+// its limit: the message's other recipients due in the same queue come
+// too, so that its recipients that share a destination are resolved and
+// sent together (seed 004: "mail from one envelope to the same
+// destination site is sent in one transaction") instead of one now and
+// the rest when AQ has room again. AQ may so hold more than
+// AQ_max_entries by at most one message's recipients per queue.
+func (c *core) takeRest(from projections.QueueName, rs []projections.Recipient) []projections.Recipient {
+	txn := rs[len(rs)-1].Txn
+	for _, r := range c.q.Recipients(txn) {
+		if r.Queue != from || r.Active || r.Held || (from != projections.IQDB && r.Due.After(c.now)) {
+			continue
+		}
+		if c.q.Claim(txn, r.Rcpt) {
+			if claimed, ok := c.q.Recipient(txn, r.Rcpt); ok {
+				rs = append(rs, claimed)
+			}
+		}
+	}
+	return rs
 }
 
 // admit makes AQ entries of taken recipients and asks SMAR about them, one
@@ -798,6 +841,7 @@ func (c *core) admit(taken []projections.Recipient, fromDeferred []bool) {
 			}})
 			continue
 		}
+		c.unresolved[r.Txn]++
 		job := jobs[r.Txn]
 		if job == nil {
 			job = &resolveJob{txn: r.Txn, seq: m.Seq, receivedAt: m.ReceivedAt, next: c.nextIndex(r.Txn)}
@@ -923,10 +967,13 @@ func (c *core) dispatch() {
 		waiting := false // for resolutions: stays runnable
 		for cn.pending.Len() > 0 {
 			g := cn.pending[0]
-			if c.resolving[g.txn] > 0 && len(g.entries) < c.maxRcpts(g.route.Mailer) {
-				// Wait for the rest of the message's recipients so that
-				// one transaction carries them all. Groups behind it
-				// are younger; they wait too (the resolution is short).
+			if c.unresolved[g.txn] > 0 && len(g.entries) < c.maxRcpts(g.route.Mailer) {
+				// Wait for the rest of the message's recipients in AQ
+				// so that one transaction carries all of them that go
+				// here: those SMAR has not answered for, and those whose
+				// answer a worker reported but the feed has not brought
+				// yet. Groups behind it are younger; they wait too (the
+				// resolution is short).
 				waiting = true
 				break
 			}

@@ -801,13 +801,20 @@ func TestStories(t *testing.T) {
 				h.dsnFailures = atoi(d.CmdArgs[0].Key)
 				return ""
 			case "resolved":
-				// resolved [N] [lag]: finish N held resolutions (all),
-				// oldest first. With lag the scheduler takes a step after
-				// the workers' reports and before their events come back
-				// through the feed, as the live loop may.
-				n := len(h.heldResolves)
+				// resolved [N] [lag] [feed=K]: finish N held resolutions
+				// (all), oldest first. With lag the scheduler takes a step
+				// after the workers' reports and before their events come
+				// back through the feed, as the live loop may. With feed=K
+				// the feed then brings only the first K of those events
+				// before the scheduler steps again: the live feed returns
+				// what is ready, which may end inside one append.
+				n, feed := len(h.heldResolves), -1
 				for _, a := range d.CmdArgs {
-					if a.Key != "lag" {
+					switch a.Key {
+					case "lag":
+					case "feed":
+						feed = atoi(a.Vals[0])
+					default:
 						n = min(n, atoi(a.Key))
 					}
 				}
@@ -818,6 +825,15 @@ func TestStories(t *testing.T) {
 				}
 				if d.HasArg("lag") {
 					h.core.now = h.clk.Now()
+					h.core.step(h.clk.Now())
+				}
+				if feed >= 0 {
+					evs := h.log.since(h.applied)
+					h.core.now = h.clk.Now()
+					for _, ev := range evs[:min(feed, len(evs))] {
+						h.core.apply(h.decodedLike(ev))
+						h.applied = ev.Seq
+					}
 					h.core.step(h.clk.Now())
 				}
 				h.pump()
