@@ -433,7 +433,15 @@ type Requeue struct{ Operator }
 func (*Requeue) EventType() EventType { return TypeRequeue }
 
 // Redirect sends a recipient to another address: the recipient is finished
-// and a new one (NewRcpt) takes its place in the same transaction.
+// and a new one (NewRcpt, at NewAddr) takes its place in the same
+// transaction, with its NOTIFY, owner and ORCPT.
+//
+// With Event.Rcpt NoRcpt it redirects the whole message: every recipient
+// still live is finished as redirected, and ONE new recipient NewRcpt at
+// NewAddr takes all their places, with the message's envelope sender, no
+// ORCPT, and the NOTIFY the redirected recipients had in common (none when
+// they differed). Finished recipients are left as they are. Logs written
+// before this form have no Redirect with NoRcpt.
 type Redirect struct {
 	Operator
 	NewAddr string `msgpack:"na,omitempty"`

@@ -617,19 +617,54 @@ func (q *Queue) applyRequeue(e log.Event, as *anomalies) {
 	}
 }
 
+// applyRedirect finishes the recipient the event names as redirected and
+// creates recipient NewRcpt at NewAddr in its place; on the whole message
+// (Rcpt NoRcpt) every live recipient is redirected and the one new
+// recipient takes all their places.
 func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 	slot, ok := q.message(e, as)
-	if !ok || !q.liveRcpt(slot, e.Rcpt, as) {
+	if !ok {
 		return
 	}
 	m := q.store.at(slot)
+	var live []int32
+	if e.Rcpt == log.NoRcpt {
+		for i := range m.rcpts {
+			if m.rcpts[i].state.Live() {
+				live = append(live, int32(i))
+			}
+		}
+		if len(live) == 0 {
+			as.add(AnomalyAfterTerminal, log.NoRcpt, "redirect of a message without live recipients")
+			return
+		}
+	} else if !q.liveRcpt(slot, e.Rcpt, as) {
+		return
+	} else {
+		live = []int32{e.Rcpt}
+	}
 	if p.NewRcpt < 0 || (int(p.NewRcpt) < len(m.rcpts) && m.rcpts[p.NewRcpt].state != StateNone) {
 		as.add(AnomalyDuplicate, e.Rcpt, "redirect to index %d, which is taken", p.NewRcpt)
 		return
 	}
-	old := m.rcpts[e.Rcpt]
-	extra := m.extra[e.Rcpt]
-	q.finish(slot, e.Rcpt, StateRedirected, e.Seq, false)
+	// The new recipient takes the old one's place: its NOTIFY, its delay
+	// warning, its owner and original recipient. In the place of several
+	// it keeps the NOTIFY they had in common (none when they differed)
+	// and is the message's own: its sender, no ORCPT, not warned.
+	first := m.rcpts[live[0]]
+	notify, warned := first.notify, first.flags&rcptDelayWarned
+	extra := m.extra[live[0]]
+	if len(live) > 1 {
+		extra, warned = rcptExtra{}, 0
+		for _, idx := range live[1:] {
+			if m.rcpts[idx].notify != notify {
+				notify = 0
+			}
+		}
+	}
+	for _, idx := range live {
+		q.finish(slot, idx, StateRedirected, e.Seq, false)
+	}
 	offs := m.appendAddrs([]string{p.NewAddr})
 	m.growRcpts(int(p.NewRcpt) + 1)
 	m.rcpts[p.NewRcpt] = rcpt{
@@ -639,11 +674,9 @@ func (q *Queue) applyRedirect(e log.Event, p *log.Redirect, as *anomalies) {
 		addrLen: uint32(len(p.NewAddr)),
 		heapPos: -1,
 		state:   StateIncoming,
-		notify:  old.notify,
-		flags:   old.flags & rcptDelayWarned,
+		notify:  notify,
+		flags:   warned,
 	}
-	// The new recipient takes the old one's place: its owner and original
-	// recipient too.
 	m.setExtra(p.NewRcpt, extra)
 	q.addRefs(slot, 1)
 	q.attach(slot, p.NewRcpt)

@@ -48,7 +48,10 @@
 //   - Delete: deleted, without a DSN (a DSN still owed is cancelled).
 //     On the message (Rcpt NoRcpt) it applies to every recipient.
 //   - Redirect: redirected; recipient NewRcpt is created with NewAddr in
-//     state incoming, inheriting NOTIFY, the owner and the ORCPT.
+//     state incoming, inheriting NOTIFY, the owner and the ORCPT. On the
+//     message (Rcpt NoRcpt) every live recipient is redirected and the
+//     one NewRcpt takes all their places, with the message's sender, no
+//     ORCPT and the NOTIFY they had in common (none when they differed).
 //   - Hold and Release set and clear a flag on a recipient or, with Rcpt
 //     NoRcpt, on the whole message; releasing the message also releases
 //     its recipients. A held recipient keeps its state but is never

@@ -166,7 +166,7 @@ func (g *streamGen) step() {
 		if g.rng.IntN(10) == 0 {
 			g.emit(m.Txn, log.NoRcpt, &log.ContentReleased{Content: m.Content}) // too early
 		} else {
-			g.emit(m.Txn, pick(), &log.Redirect{Operator: op, NewAddr: "moved@example.net", NewRcpt: top})
+			g.emit(m.Txn, g.msgOrRcpt(pick), &log.Redirect{Operator: op, NewAddr: "moved@example.net", NewRcpt: top})
 		}
 	}
 }
