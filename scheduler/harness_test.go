@@ -618,6 +618,8 @@ func format(ev log.Event) string {
 		s += fmt.Sprintf(" dsn=%s kind=%s rcpts=%v", p.DSN, p.Kind, p.Rcpts)
 	case *log.DelayNotified:
 		s += fmt.Sprintf(" dsn=%s rcpts=%v", p.DSN, p.Rcpts)
+	case *log.Redirect:
+		s += fmt.Sprintf(" to %d:%s by %s", p.NewRcpt, p.NewAddr, p.User)
 	}
 	return s
 }
@@ -836,6 +838,24 @@ func TestStories(t *testing.T) {
 					}
 					h.core.step(h.clk.Now())
 				}
+				h.pump()
+				return h.printNew(false)
+			case "redirect":
+				// redirect TXN[:RCPT] to=ADDR: the operator's redirect of a
+				// recipient or of the whole message, as the control socket
+				// asks the scheduler for it.
+				txn, rcpt := d.CmdArgs[0].Key, log.NoRcpt
+				if msg, idx, ok := strings.Cut(txn, ":"); ok {
+					txn, rcpt = msg, int32(atoi(idx))
+				}
+				var to string
+				d.ScanArgs(t, "to", &to)
+				h.core.now = h.clk.Now()
+				ev, err := h.core.redirect(txn, rcpt, to, log.Operator{User: "postmaster"})
+				if err != nil {
+					return "refused: " + err.Error() + "\n"
+				}
+				h.log.Append(context.Background(), ev)
 				h.pump()
 				return h.printNew(false)
 			case "inflight":

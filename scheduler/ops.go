@@ -59,27 +59,66 @@ func (s *Scheduler) Requeue(ctx context.Context, txn string, rcpt int32, who log
 }
 
 // Redirect sends recipient rcpt of txn to newAddr instead: the recipient
-// is finished and a new one takes its place in the same message.
+// is finished and a new one takes its place in the same message. With
+// rcpt log.NoRcpt it redirects the whole message: every live recipient is
+// finished and one new recipient at newAddr takes all their places (see
+// log.Redirect). A recipient, or a message, with nothing live left to
+// redirect is refused with ErrNotLive.
 func (s *Scheduler) Redirect(ctx context.Context, txn string, rcpt int32, newAddr string, who log.Operator) error {
-	if rcpt == log.NoRcpt || newAddr == "" {
-		return errors.New("scheduler: redirect needs a recipient and an address")
-	}
-	var next int32
-	var known bool
-	if err := s.call(ctx, func(c *core) {
-		_, known = c.q.Recipient(txn, rcpt)
-		next = c.nextIndex(txn)
-		if known {
-			c.reserve(txn, next+1)
-		}
-	}); err != nil {
+	var ev log.Event
+	var refused error
+	if err := s.call(ctx, func(c *core) { ev, refused = c.redirect(txn, rcpt, newAddr, who) }); err != nil {
 		return err
 	}
-	if !known {
-		return fmt.Errorf("%w: %s:%d", ErrUnknownMessage, txn, rcpt)
+	if refused != nil {
+		return refused
 	}
-	_, err := s.opts.Log.Append(ctx, log.Event{Txn: txn, Rcpt: rcpt, Payload: &log.Redirect{Operator: who, NewAddr: newAddr, NewRcpt: next}})
-	return err
+	if _, err := s.opts.Log.Append(ctx, ev); err != nil {
+		return fmt.Errorf("scheduler: redirect %s: %w", target(txn, rcpt), err)
+	}
+	return nil
+}
+
+// redirect returns the Redirect event of an operator's redirect of
+// recipient rcpt of txn (log.NoRcpt: the whole message) to newAddr, and
+// reserves the index of the new recipient until the event comes back
+// through the feed.
+func (c *core) redirect(txn string, rcpt int32, newAddr string, who log.Operator) (log.Event, error) {
+	if newAddr == "" {
+		return log.Event{}, errors.New("scheduler: redirect needs an address")
+	}
+	var known, live bool
+	if rcpt == log.NoRcpt {
+		var m projections.Message
+		m, known = c.q.Message(txn)
+		live = known && m.Live > 0
+	} else {
+		var r projections.Recipient
+		r, known = c.q.Recipient(txn, rcpt)
+		live = known && r.State.Live()
+	}
+	switch {
+	case !known:
+		return log.Event{}, fmt.Errorf("%w: %s", ErrUnknownMessage, target(txn, rcpt))
+	case !live:
+		return log.Event{}, fmt.Errorf("%w: %s", ErrNotLive, target(txn, rcpt))
+	}
+	next := c.nextIndex(txn)
+	c.reserve(txn, next+1)
+	return log.Event{Txn: txn, Rcpt: rcpt, Payload: &log.Redirect{Operator: who, NewAddr: newAddr, NewRcpt: next}}, nil
+}
+
+// ErrNotLive is returned for a redirect of a recipient that is finished
+// already, or of a message none of whose recipients is still queued.
+var ErrNotLive = errors.New("scheduler: nothing queued to redirect")
+
+// target names a message (ss_ta) or one of its recipients (ss_ta:index)
+// as smxctl takes them.
+func target(txn string, rcpt int32) string {
+	if rcpt == log.NoRcpt {
+		return txn
+	}
+	return fmt.Sprintf("%s:%d", txn, rcpt)
 }
 
 // FlushDomain requeues every deferred recipient whose address is in

@@ -209,20 +209,23 @@ func newActionCmd(flags *globalFlags, command, short, long string) *cobra.Comman
 func newRedirectCmd(flags *globalFlags) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "redirect SS_TA:INDEX NEW-ADDRESS",
-		Short: "Send a queued recipient to another address",
-		Long: "Redirect finishes the recipient and adds NEW-ADDRESS to the same message in its place; " +
-			"the new recipient is resolved and delivered like any other. The event records your user name.",
+		Use:   "redirect SS_TA[:INDEX] NEW-ADDRESS",
+		Short: "Send a queued recipient, or a whole queued message, to another address",
+		Long: "Redirect with SS_TA:INDEX finishes that recipient and adds NEW-ADDRESS to the same message in its " +
+			"place. With SS_TA alone it redirects the whole message: every recipient still queued is finished " +
+			"and ONE new recipient, NEW-ADDRESS, takes all their places (recipients already delivered or " +
+			"failed stay as they are). The new recipient is resolved and delivered like any other. The event " +
+			"records your user name.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			txn, rcpt, err := parseTarget(args[0])
 			if err != nil {
 				return err
 			}
-			if rcpt == nil {
-				return fmt.Errorf("%q: redirect needs a recipient: SS_TA:INDEX", args[0])
-			}
 			addr := strings.TrimSuffix(strings.TrimPrefix(args[1], "<"), ">")
+			if addr == "" {
+				return fmt.Errorf("redirect %s: the new address is empty", args[0])
+			}
 			var res control.ActionResult
 			if err := callDaemon(cmd, flags, control.Request{Command: control.CmdRedirect, Txn: txn, Rcpt: rcpt,
 				Addr: addr, Reason: reason}, &res); err != nil {

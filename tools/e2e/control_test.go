@@ -102,6 +102,32 @@ func TestControlCommands(t *testing.T) {
 		return false
 	})
 
+	// redirect of a whole message: its queued recipients are finished and
+	// one new recipient takes their places, delivered once
+	r := mustSend(t, e.addr(), "alice@client.test", []string{"p@slow.test", "q@slow.test"}, "R")
+	p.waitLine(t, `ss_ta=`+r+`, rcpt=<q@slow.test>, idx=1, stat=451`)
+	out = e.mustCtl(t, "redirect", r, "<all@ok.test>", "--reason", "moved")
+	require.Equal(t, "redirect "+r+" to <all@ok.test>: done (operator "+who.Username+")\n", out)
+	p.waitLine(t, `func=qmgr_ctl, action=redirect, operator=`+who.Username+`, pid=\d+, ss_ta=`+r+`, new_rcpt=all@ok.test, reason=moved`)
+	snk.waitFor(t, "the redirected message", func(ms []sinkMsg) bool {
+		for _, m := range ms {
+			if m.header("X-Seq") == "R" && len(m.To) == 1 && m.To[0] == "all@ok.test" {
+				return true
+			}
+		}
+		return false
+	})
+	audit := e.mustCtl(t, "audit", r)
+	require.Contains(t, audit, `redirected by operator to=2:<all@ok.test> user=`+who.Username+` reason=moved`)
+	for _, m := range snk.messages() {
+		if m.header("X-Seq") == "R" {
+			require.Equal(t, []string{"all@ok.test"}, m.To, "only the new recipient is delivered")
+		}
+	}
+	out, err = e.ctl(t, "redirect", r+":0", "<again@ok.test>")
+	require.Error(t, err, "p is redirected already")
+	require.Regexp(t, "nothing queued to redirect|no such message", out, "redirected, or delivered and gone")
+
 	// requeue one recipient: it is tried again at once
 	mark := p.mark()
 	e.mustCtl(t, "requeue", a+":1")

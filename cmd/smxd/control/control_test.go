@@ -83,7 +83,12 @@ func TestCallsAndPeer(t *testing.T) {
 	require.ErrorAs(t, err, &se)
 	require.Contains(t, se.Msg, "no such message")
 	require.EqualError(t, c.Call(ctx, Request{Command: CmdRedirect, Txn: "S1"}, nil),
-		"redirect needs a recipient (rcpt) and a new address (addr)")
+		"redirect needs a new address (addr)")
+	// Without rcpt a redirect is of the whole message.
+	var whole ActionResult
+	require.NoError(t, c.Call(ctx, Request{Command: CmdRedirect, Txn: "S1", Addr: "a@b"}, &whole))
+	require.Equal(t, "S1", whole.Txn)
+	require.Nil(t, whole.Rcpt)
 	require.EqualError(t, c.Call(ctx, Request{Command: "frobnicate"}, nil), `unknown command "frobnicate"`)
 	// A handler that panics fails that request alone.
 	require.EqualError(t, c.Call(ctx, Request{Command: CmdHold, Txn: "S-panic"}, nil), "internal error in hold: handler bug")

@@ -54,8 +54,9 @@ const (
 	CmdRelease = "release"
 	CmdDelete  = "delete"
 	CmdRequeue = "requeue"
-	// CmdRedirect sends recipient Rcpt of Txn to Addr. Result:
-	// ActionResult.
+	// CmdRedirect sends recipient Rcpt of Txn to Addr or, without Rcpt,
+	// the whole message: every recipient still queued is finished and one
+	// new recipient at Addr takes their places. Result: ActionResult.
 	CmdRedirect = "redirect"
 	// CmdReload reloads the maps and the reloadable parts of smx.conf,
 	// like SIGHUP. Result: ReloadResult.
@@ -230,8 +231,8 @@ func (r *Request) Validate() error {
 		if err := needTxn(); err != nil {
 			return err
 		}
-		if r.Rcpt == nil || r.Addr == "" {
-			return fmt.Errorf("redirect needs a recipient (rcpt) and a new address (addr)")
+		if r.Addr == "" {
+			return fmt.Errorf("redirect needs a new address (addr)")
 		}
 		return nil
 	case CmdRestart:
