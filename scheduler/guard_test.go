@@ -140,6 +140,14 @@ func TestDrainLetsAttemptsFinish(t *testing.T) {
 	}
 	drained := make(chan error, 1)
 	go func() { drained <- sched.Drain(context.Background()) }()
+	// Drain runs on its own goroutine: wait until the loop has taken it,
+	// or T2 may be received and started before.
+	deadline := time.Now().Add(10 * time.Second)
+	for draining := false; !draining; {
+		require.NoError(t, sched.call(context.Background(), func(c *core) { draining = c.draining }))
+		require.True(t, time.Now().Before(deadline), "Drain never reached the scheduler's loop")
+		runtime.Gosched()
+	}
 
 	// While draining, new mail is applied but not started.
 	receive(t, ml, content, "T2", "v@b.test")
