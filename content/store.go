@@ -551,9 +551,9 @@ func (s *Store) kickSync() {
 
 // syncLoop runs sync rounds until Close: each round syncs the segment that
 // receives bodies up to the last record written when the round started,
-// then every release file with new marks, then the directory if files were
-// removed. Every writer waiting for a record at or below that point is
-// answered at once: that is the group commit.
+// and answers at once every writer waiting for a record at or below that
+// point (that is the group commit); then it syncs every release file with
+// new marks, and the directory if files were removed.
 func (s *Store) syncLoop() {
 	defer s.wg.Done()
 	for {
@@ -583,10 +583,24 @@ func (s *Store) syncRound() {
 	s.dirDirty = false
 	s.mu.Unlock()
 
-	var dataErr error
 	if data != nil {
-		dataErr = datasync(data)
+		dataErr := datasync(data)
 		s.counters.syncs.Add(1)
+		// The writers waiting for these records are answered now, not
+		// after the release marks and the directory below: nobody waits
+		// for those, and syncing them first made every commit wait for
+		// two or three syncs instead of one (in the relay benchmark the
+		// mean commit went from 5.7-9.2 ms to 4.5-5.0 ms under load;
+		// docs/performance.md).
+		s.mu.Lock()
+		if dataErr != nil {
+			s.failLocked(dataErr)
+		} else if target > s.durable {
+			s.durable = target
+		}
+		close(s.roundDone)
+		s.roundDone = make(chan struct{})
+		s.mu.Unlock()
 	}
 	for _, f := range rels {
 		if err := datasync(f); err != nil {
@@ -602,15 +616,10 @@ func (s *Store) syncRound() {
 	}
 
 	s.mu.Lock()
-	if data != nil {
-		if dataErr != nil {
-			s.failLocked(dataErr)
-		} else if target > s.durable {
-			s.durable = target
-		}
+	if data == nil {
+		close(s.roundDone)
+		s.roundDone = make(chan struct{})
 	}
-	close(s.roundDone)
-	s.roundDone = make(chan struct{})
 	retired := s.retired
 	s.retired = nil
 	for _, f := range retired {
