@@ -229,6 +229,76 @@ func TestRunDelivers(t *testing.T) {
 	require.Contains(t, logged, "q_dsn_queued")
 }
 
+// closingSink is a sink whose server side connections the test can close,
+// as a server does with sessions idle too long.
+type closingSink struct {
+	*sink
+	mu    sync.Mutex
+	conns []*gosmtp.Conn
+}
+
+func (c *closingSink) NewSession(conn *gosmtp.Conn) (gosmtp.Session, error) {
+	c.mu.Lock()
+	c.conns = append(c.conns, conn)
+	c.mu.Unlock()
+	return c.sink.NewSession(conn)
+}
+
+func (c *closingSink) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+// TestRunReconnectsAfterStaleSession: a cached session the server has
+// closed fails the RSET that goes out with the next transaction; the
+// message goes over a new session at once, neither deferred nor lost.
+func TestRunReconnectsAfterStaleSession(t *testing.T) {
+	s := &closingSink{sink: &sink{}}
+	port := startSink(t, s)
+	ml := newMemLog(clock.Real{})
+	content := newMemContent()
+	sched, err := New(projections.New(), Options{
+		Hostname: "mx.smx.test", Log: ml, Feed: ml, Content: content,
+		Resolver: loopbackResolver{port: port},
+		Client:   client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
+		NewTxnID: func() (string, error) { return "", errors.New("no DSNs here") },
+		// One connection at most: the second message waits for the
+		// first's session instead of opening another.
+		InitialConnections: 1, MaxConnections: 1,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- sched.Run(ctx) }()
+	send := func(i int) {
+		body := fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", i, i)
+		_, err := ml.Append(ctx, log.Event{Txn: fmt.Sprintf("T%02d", i), Rcpt: log.NoRcpt, Payload: &log.TxnReceived{
+			Sender: "alice@a.test", Rcpts: []log.Recipient{{Addr: fmt.Sprintf("u%d@b.test", i)}},
+			Content: content.put(body), ContentSize: int64(len(body)), ReceivedAt: time.Now(),
+		}})
+		require.NoError(t, err)
+	}
+	send(0)
+	waitFor(t, ml, "the first delivery", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == 1 })
+	send(1)
+	waitFor(t, ml, "the second delivery", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == 2 })
+	require.EqualValues(t, 1, s.sessions.Load(), "the session was reused")
+	s.closeAll()
+	send(2)
+	waitFor(t, ml, "the delivery after the close", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == 3 })
+	require.EqualValues(t, 2, s.sessions.Load(), "a new session replaced the closed one")
+	require.Len(t, s.messages(), 3)
+	ml.mu.Lock()
+	require.Zero(t, count(ml.events, log.TypeRcptDeferred))
+	ml.mu.Unlock()
+	cancel()
+	require.ErrorIs(t, <-runErr, context.Canceled)
+}
+
 type clockReal = clock.Real
 
 type writerFunc func([]byte) (int, error)

@@ -52,7 +52,8 @@ func (s *Scheduler) sessionID(sess *client.Session) string {
 }
 
 // runDelivery runs one delivery transaction: AttemptStarted, a session
-// (reused after RSET, or new), the transaction, then AttemptFinished and
+// (reused, verified by an RSET sent with the transaction, or new), the
+// transaction, then AttemptFinished and
 // the recipients' outcomes in one append, and the mail log lines.
 func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryDone {
 	done := deliveryDone{job: job}
@@ -88,17 +89,21 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 
 	dctx, cancel := context.WithTimeout(ctx, s.opts.DeliveryTimeout)
 	defer cancel()
+	var res *client.Result
 	sess := job.session
 	if sess != nil {
-		if err := sess.Reset(dctx); err != nil {
-			// Reset closed it; a new session takes its place.
+		// The RSET that verifies a cached session goes out with MAIL
+		// (PIPELINING): one round trip less per reused session.
+		var err error
+		if res, err = sess.ResetAndSend(dctx, env); err != nil {
+			// The RSET failed and closed the session, and nothing was
+			// delivered: a new session takes its place.
 			s.sessMu.Lock()
 			delete(s.sessIDs, sess)
 			s.sessMu.Unlock()
-			sess = nil
+			sess, res = nil, nil
 		}
 	}
-	var res *client.Result
 	var attempts []client.Attempt
 	newSession := false
 	if sess == nil {
@@ -123,7 +128,9 @@ func (s *Scheduler) runDelivery(ctx context.Context, job *deliveryJob) deliveryD
 			s.logConnectFailures(daSess, attempts)
 			s.logSession(daSess, sess)
 		}
-		res = sess.Send(dctx, env)
+		if res == nil {
+			res = sess.Send(dctx, env)
+		}
 		res.Attempts = attempts
 		done.connected = true
 		if res.Reply.Code == 421 {

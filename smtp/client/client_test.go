@@ -636,6 +636,99 @@ func TestReuse(t *testing.T) {
 	require.Equal(t, []string{"b@example.com"}, msgs[1].Rcpts)
 }
 
+// TestResetAndSendPipelined: a session from a cache is verified with RSET
+// sent in one write with MAIL, RCPT and DATA when the server offers
+// PIPELINING. The scripted server reads all four commands before it
+// answers any: a client that waited for the reply to RSET would hang.
+func TestResetAndSendPipelined(t *testing.T) {
+	_, port := scripted(t, func(c *scriptConn) {
+		c.send("220 mx.test ESMTP")
+		c.expect("EHLO", "250-mx.test\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES")
+		for _, cmd := range []string{"RSET", "MAIL FROM:<sender@example.org>", "RCPT TO:<a@example.com>", "DATA"} {
+			if l := c.line(); !strings.HasPrefix(l, cmd) {
+				c.send("500 5.5.1 expected " + cmd + ", got " + l)
+				return
+			}
+		}
+		c.send("250 2.0.0 reset", "250 2.1.0 ok", "250 2.1.5 ok", "354 go")
+		if _, ok := c.readData(); ok {
+			c.send("250 2.0.0 queued")
+		}
+		c.expect("QUIT", "221 bye")
+	})
+	c, _ := newTestClient(t, Options{})
+	s, _, err := c.Connect(context.Background(), Route{Mailer: log.MailerESMTP, Hops: []log.NextHop{hop("mx.test", "127.0.0.1")}, Port: port})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := s.ResetAndSend(ctx, envelope(sampleBody, "a@example.com"))
+	require.NoError(t, err)
+	require.Equal(t, StageDone, res.Stage, "%s", res.Reply)
+	require.True(t, res.Rcpts[0].Delivered())
+	require.True(t, s.Usable())
+	require.NoError(t, s.Close())
+}
+
+// TestResetAndSendStale: when the RSET that verifies a cached session
+// fails (the server closed the connection, or answers 421), ResetAndSend
+// returns an error and no result, the session is closed, and nothing was
+// delivered; without PIPELINING the RSET takes a round trip of its own.
+func TestResetAndSendStale(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		pipelining bool
+		rset       func(c *scriptConn) // after EHLO
+		wantErr    bool
+	}{
+		{name: "closed", pipelining: true, rset: func(c *scriptConn) {}, wantErr: true},
+		{name: "421-pipelined", pipelining: true, rset: func(c *scriptConn) {
+			c.expect("RSET", "")
+			c.line()
+			c.line()
+			c.send("421 4.3.2 shutting down")
+		}, wantErr: true},
+		{name: "421-no-pipelining", rset: func(c *scriptConn) { c.expect("RSET", "421 4.3.2 shutting down") }, wantErr: true},
+		{name: "550-no-pipelining", rset: func(c *scriptConn) { c.expect("RSET", "550 5.5.1 no") }, wantErr: true},
+		{name: "ok-no-pipelining", rset: func(c *scriptConn) {
+			c.expect("RSET", "250 ok")
+			c.expect("MAIL", "250 ok")
+			c.expect("RCPT", "250 ok")
+			c.expect("DATA", "354 go")
+			if _, ok := c.readData(); ok {
+				c.send("250 2.0.0 queued")
+			}
+			c.expect("QUIT", "221 bye")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, port := scripted(t, func(c *scriptConn) {
+				c.send("220 mx.test ESMTP")
+				if tc.pipelining {
+					c.expect("EHLO", "250-mx.test\r\n250 PIPELINING")
+				} else {
+					c.expect("EHLO", "250 mx.test")
+				}
+				tc.rset(c)
+			})
+			c, _ := newTestClient(t, Options{})
+			s, _, err := c.Connect(context.Background(), Route{Mailer: log.MailerESMTP, Hops: []log.NextHop{hop("mx.test", "127.0.0.1")}, Port: port})
+			require.NoError(t, err)
+			res, err := s.ResetAndSend(context.Background(), envelope(sampleBody, "a@example.com"))
+			if !tc.wantErr {
+				require.NoError(t, err)
+				require.True(t, res.Rcpts[0].Delivered(), "%s", res.Rcpts[0].Reply)
+				require.NoError(t, s.Close())
+				return
+			}
+			require.ErrorContains(t, err, "client: reset mx.test[127.0.0.1]")
+			require.Nil(t, res)
+			require.False(t, s.Usable())
+			_, err = s.ResetAndSend(context.Background(), envelope(sampleBody, "a@example.com"))
+			require.Error(t, err, "a closed session fails at once")
+		})
+	}
+}
+
 // TestLMTP delivers over LMTP, on a unix socket and over TCP, to a server
 // that answers each recipient on its own after the data.
 func TestLMTP(t *testing.T) {
