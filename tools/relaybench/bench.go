@@ -317,7 +317,7 @@ func bench(ctx context.Context, cfg config, mta string, round int, out io.Writer
 		if profile != "" && cfg.rounds > 1 {
 			profile += "." + strconv.Itoa(round)
 		}
-		rl = &smxdRelay{bin: bin("smxd"), cpuprofile: profile}
+		rl = &smxdRelay{bin: bin("smxd"), cpuprofile: profile, messages: cfg.messages}
 	case "postfix":
 		rl = &postfixRelay{cmd: cfg.postfix}
 	default:

@@ -87,7 +87,7 @@ func TestCompare(t *testing.T) {
 // sink and the queue in the run's directory.
 func TestSmxConf(t *testing.T) {
 	dir := t.TempDir()
-	c, err := conf.LoadSource(filepath.Join(dir, "smx.conf"), []byte(smxConf(dir, 2525)), dir, conf.OSEnv())
+	c, err := conf.LoadSource(filepath.Join(dir, "smx.conf"), []byte(smxConf(dir, 2525, 9100)), dir, conf.OSEnv())
 	require.NoError(t, err)
 	require.Empty(t, c.Warnings)
 	require.Equal(t, filepath.Join(dir, "spool"), c.QueueDirectory)
@@ -99,4 +99,30 @@ func TestSmxConf(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, nets, 2, "127/8 and ::1")
 	require.Equal(t, 100000, c.QMGR.SMTPS.MaxConnections)
+	addr, err := c.MetricsAddress()
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9100", addr)
+}
+
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics(`# HELP smx_cdb_syncs_total fsync/fdatasync calls of the CDB.
+# TYPE smx_cdb_syncs_total counter
+smx_cdb_syncs_total 1234
+smx_eventlog_append_seconds_bucket{le="0.0001"} 3
+smx_eventlog_append_seconds_sum 1.5
+smx_events_appended_total{type="TxnReceived"} 10
+smx_events_appended_total{type="RcptDelivered"} 5
+`)
+	require.Equal(t, 1234.0, m["smx_cdb_syncs_total"])
+	require.Equal(t, 1.5, m["smx_eventlog_append_seconds_sum"])
+	require.Equal(t, 15.0, m["smx_events_appended_total"])
+}
+
+func TestProcessCPU(t *testing.T) {
+	_, ok := processCPU(os.Getpid())
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		require.False(t, ok)
+		return
+	}
+	require.True(t, ok)
 }
