@@ -7,33 +7,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/smx-mta/smx/scheduler/clock"
 	"github.com/smx-mta/smx/smtp/policy/greylist"
 )
-
-// testClock is a clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // TestGreylisting: with smar { greylisting } and the smtps flag
 // greylisting, smxd refuses an unknown client with 421 at RCPT until
@@ -41,7 +23,7 @@ func (c *testClock) advance(d time.Duration) {
 // directory, keeps what it knows across a reload (a change of its
 // section waits for a restart) and is closed at stop.
 func TestGreylisting(t *testing.T) {
-	clk := &testClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clock.NewFake(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	td := startDaemonWith(t, daemonConfig{
 		mailertable: "my.dom lmtp:\n. 2525^esmtp:[127.0.0.1]\n",
 		smar:        "map users { type = hash; file = users; } local_user_map { name = users; } greylisting { grey_wait = 10m; }",
@@ -64,9 +46,9 @@ func TestGreylisting(t *testing.T) {
 	}
 
 	greylisted(send())
-	clk.advance(9 * time.Minute)
+	clk.Advance(9 * time.Minute)
 	greylisted(send()) // grey_wait is 10m, not the default 5m
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	require.NoError(t, send(), "retried after grey_wait")
 
 	_, err := os.Stat(filepath.Join(td.dir, "spool", "greylist"))
