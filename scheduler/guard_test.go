@@ -140,14 +140,8 @@ func TestDrainLetsAttemptsFinish(t *testing.T) {
 	}
 	drained := make(chan error, 1)
 	go func() { drained <- sched.Drain(context.Background()) }()
-	// Drain runs on its own goroutine: wait until the loop has taken it,
-	// or T2 may be received and started before.
-	deadline := time.Now().Add(10 * time.Second)
-	for draining := false; !draining; {
-		require.NoError(t, sched.call(context.Background(), func(c *core) { draining = c.draining }))
-		require.True(t, time.Now().Before(deadline), "Drain never reached the scheduler's loop")
-		runtime.Gosched()
-	}
+	// Or T2 may be received and started before Drain reached the loop.
+	waitDraining(t, sched)
 
 	// While draining, new mail is applied but not started.
 	receive(t, ml, content, "T2", "v@b.test")
@@ -182,6 +176,18 @@ func TestDrainLetsAttemptsFinish(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, sched.Drain(ctx), context.Canceled)
+}
+
+// waitDraining waits, bounded, until the scheduler's loop has taken a
+// Drain called on another goroutine.
+func waitDraining(t *testing.T, sched *Scheduler) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for draining := false; !draining; {
+		require.NoError(t, sched.call(context.Background(), func(c *core) { draining = c.draining }))
+		require.True(t, time.Now().Before(deadline), "Drain never reached the scheduler's loop")
+		runtime.Gosched()
+	}
 }
 
 // pausableFeed is the memLog's feed with a pause: events read while it is
@@ -250,6 +256,7 @@ func TestDrainWaitsForItsOwnEvents(t *testing.T) {
 	feed.pause()
 	drained := make(chan error, 1)
 	go func() { drained <- sched.Drain(context.Background()) }()
+	waitDraining(t, sched)
 	close(g.gate)
 	waitFor(t, ml, "the outcome in the log", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == 1 })
 	// The worker reports after its append: wait until the scheduler has
