@@ -218,14 +218,14 @@ type core struct {
 	idleCount    int
 
 	resolving      map[string]int           // txn -> jobs in flight
+	resolveWait    []*resolveJob            // jobs waiting for a free resolver, in order
+	resolveBlocked map[string][]*resolveJob // jobs waiting for their message's job to end
+	resolvers      int
 	// unresolved counts, per message, its AQ entries waiting for SMAR
 	// (phaseResolving): in a job waiting or in flight, or answered and
 	// waiting for the answer to come back through the feed. dispatch
 	// holds the message's groups back while it is not zero.
 	unresolved map[string]int
-	resolveWait    []*resolveJob            // jobs waiting for a free resolver, in order
-	resolveBlocked map[string][]*resolveJob // jobs waiting for their message's job to end
-	resolvers      int
 	// reserved holds, per message, the first recipient index that
 	// expansions and redirects appended but not yet applied may use: a
 	// worker reports before its events come back through the feed, and

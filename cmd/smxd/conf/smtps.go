@@ -167,8 +167,8 @@ type SMTPSFlags struct {
 
 	Background      Ignored `conf:"background" ignore:"smxd does not fork; run it under a supervisor such as systemd"`
 	SerializeAccept Ignored `conf:"serialize_accept" ignore:"Go's network poller serialises accept itself"`
-	// Named by seed 002 and not implemented: accepted with a warning
-	// that says why, so that a seed configuration loads.
+	// Named by seed 002 for features smx does not offer: accepted with a
+	// warning that says why, so that a seed configuration loads.
 	RcptConf          Ignored `conf:"rcpt_conf" ignore:"smx does not look up smtps_rcpt_conf: in the access map (the seed says its syntax was to change); turn greylisting on per smtps section with the greylisting flag"`
 	XVERP             Ignored `conf:"xverp" ignore:"smx does not offer XVERP; MAIL with XVERP gets 555 5.5.4"`
 	PRDR              Ignored `conf:"prdr" ignore:"smx does not offer PRDR, which the seed turns on for a policy milter, and smx has no policy milter interface"`
