@@ -98,11 +98,7 @@ func (d *daemon) startQMGR(ctx context.Context) (*qmgr, error) {
 	opts.ClientIDs = d.clientIDs
 	opts.MailLog = ml
 	opts.Logger = d.debug.With("component", "qmgr")
-	queueDir := c.QueueDirectory
-	opts.DiskFree = func() (int64, error) {
-		free, _, err := diskSpace(queueDir)
-		return free, err
-	}
+	opts.DiskFree = diskFreeEvery(c.QueueDirectory, time.Second, time.Now)
 	sched, err := scheduler.New(q, opts)
 	if err != nil {
 		return nil, err
@@ -241,6 +237,28 @@ func (m *qmgr) archive() {
 	ml.Line(level).Func("eventlog_archive").Int("scanned", int64(stats.Scanned)).
 		Int("archived", int64(stats.Archived)).Int("segments", int64(len(stats.Segments))).
 		Str("duration", fmt.Sprintf("%.3f", time.Since(start).Seconds())).Write()
+}
+
+// diskFreeEvery returns the scheduler's DiskFree: the free bytes of the
+// file system that holds path, asked of the kernel at most once per
+// interval. The scheduler asks at each step of its loop, which under load
+// is thousands of times a second: statfs(2) took 1.2% of smxd's CPU time
+// in the relay benchmark (docs/performance.md), for a figure that
+// changes slowly (the content store checks its own space the same way).
+func diskFreeEvery(path string, interval time.Duration, now func() time.Time) func() (int64, error) {
+	var mu sync.Mutex
+	var checked time.Time
+	var free int64
+	var err error
+	return func() (int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if t := now(); checked.IsZero() || t.Sub(checked) >= interval || t.Before(checked) {
+			free, _, err = diskSpace(path)
+			checked = t
+		}
+		return free, err
+	}
 }
 
 // diskSpace returns the free (for unprivileged users) and total bytes of
