@@ -304,6 +304,16 @@ func (s *session) finish(longLine bool) error {
 // accepted answers 250 to a finished transaction and starts the next.
 func (s *session) accepted(t *transaction, b *bodySink, status string) {
 	s.write(smtp.NewReply(250, smtp.E(2, 0, 0), "Message accepted for delivery, id="+t.id))
+	if s.lr.Buffered() == 0 {
+		// The client waits for this reply and nothing else is pending:
+		// it goes out before the mail log line, whose write every
+		// session of the log shares. Under load the sessions whose
+		// events one sync made durable wake together, and the 250 of
+		// the last of them waited for every other's line
+		// (docs/performance.md). With pipelined commands waiting, the
+		// reply goes with theirs.
+		s.flush()
+	}
 	ln := s.opts.MailLog.ServerTxn(s.id, t.id).MsgID(b.header.MessageID()).Size(b.size).Stat(0)
 	if status != "" {
 		ln = ln.Status(status)
