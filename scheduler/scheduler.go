@@ -43,6 +43,9 @@ type Scheduler struct {
 	wg     sync.WaitGroup
 	ctx    context.Context // the context of Run, for workers
 	queued *appender
+	// durable appends the events of resolution and release workers
+	// together (durableBatcher).
+	durable *durableBatcher
 
 	sessMu  sync.Mutex
 	sessIDs map[*client.Session]string // da_sess of open sessions
@@ -114,6 +117,7 @@ func New(q *projections.Queue, opts Options) (*Scheduler, error) {
 	}
 	s.core = c
 	s.queued = newAppender(s)
+	s.durable = newDurableBatcher(s)
 	c.appendedSeq = s.appended.Load
 	c.appendsPending = func() bool { return s.queued.pending.Load() > 0 }
 	s.load.Store(&LoadState{AQMax: opts.AQMaxEntries, IQDBMax: opts.IQDBMaxEntries})
@@ -157,6 +161,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}()
 	s.wg.Go(s.queued.run)
+	s.wg.Go(s.durable.run)
 	timer := s.opts.Clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	c.start(s.opts.Clock.Now())
@@ -236,12 +241,12 @@ func (x liveExecutor) resolve(job *resolveJob) {
 			defer s.recoverResolve(job, &events)
 			events = s.runResolve(s.ctx, job)
 		}()
-		if len(events) > 0 {
-			if _, err := s.opts.Log.Append(s.ctx, events...); err != nil {
+		s.durable.add(events, func(err error) {
+			if err != nil {
 				s.opts.Logger.Error("scheduler: append resolution", "txn", job.txn, "err", err)
 			}
-		}
-		s.report(func(c *core) { c.resolveDone(job) })
+			s.report(func(c *core) { c.resolveDone(job) })
+		})
 	})
 }
 
@@ -274,8 +279,8 @@ func (x liveExecutor) buildDSN(job *dsnJob) {
 
 func (x liveExecutor) release(m projections.Message) {
 	s := x.s
-	s.wg.Go(func() {
-		_, err := s.opts.Log.Append(s.ctx, log.Event{Txn: m.Txn, Rcpt: log.NoRcpt, Payload: &log.ContentReleased{Content: m.Content}})
+	ev := log.Event{Txn: m.Txn, Rcpt: log.NoRcpt, Payload: &log.ContentReleased{Content: m.Content}}
+	s.durable.add([]log.Event{ev}, func(err error) {
 		if err == nil && m.Content != "" {
 			if rerr := s.opts.Content.Release(m.Content); rerr != nil {
 				// The event is durable: a restart lists nothing to
