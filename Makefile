@@ -24,7 +24,7 @@ BENCHFLAGS ?=
 FUZZTIME   ?= 30s
 PKGS       ?= ./...
 RELAYFLAGS ?=
-COMPAREFLAGS ?= -messages 30000 -rounds 3
+COMPAREFLAGS ?= -messages 40000 -rounds 3
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/smx-mta/smx/cmd/smxd/buildinfo.version=$(VERSION)

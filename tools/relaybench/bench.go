@@ -111,6 +111,9 @@ type result struct {
 	dotP99       string
 	// load is the load average (1 minute) before and after the run.
 	loadBefore, loadAfter float64
+	// busyBefore is the share of the machine's CPU time others used in
+	// the second before the load started (the relay idle), -1 if unknown.
+	busyBefore float64
 }
 
 // lost counts the recipients of acknowledged messages that did not arrive.
@@ -133,7 +136,7 @@ func (r result) summary() string {
 
 // roundLine is the line of one run of several.
 func (r result) roundLine() string {
-	return fmt.Sprintf("relaybench: round=%d mta=%s %s load=%.2f-%.2f", r.round, r.mta, r.fields(), r.loadBefore, r.loadAfter)
+	return fmt.Sprintf("relaybench: round=%d mta=%s %s load=%.2f-%.2f busy_before=%.0f%%", r.round, r.mta, r.fields(), r.loadBefore, r.loadAfter, 100*r.busyBefore)
 }
 
 func (r result) fields() string {
@@ -238,6 +241,46 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// cpuBusy returns the share of the machine's CPU time (all CPUs) that was
+// not idle during d, from /proc/stat; -1 where it cannot be read. Taken
+// while the relay under test is idle, it is the machine's noise: what
+// others run.
+func cpuBusy(ctx context.Context, d time.Duration) float64 {
+	sample := func() (busy, total uint64, ok bool) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0, false
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] != "cpu" {
+			return 0, 0, false
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, 0, false
+			}
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return busy, total, true
+	}
+	b0, t0, ok0 := sample()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return -1
+	}
+	b1, t1, ok1 := sample()
+	if !ok0 || !ok1 || t1 <= t0 {
+		return -1
+	}
+	return float64(b1-b0) / float64(t1-t0)
 }
 
 // loadAverage is the 1-minute load average of the machine, 0 where
@@ -347,6 +390,7 @@ func bench(ctx context.Context, cfg config, mta string, round int, out io.Writer
 		return res, err
 	}
 
+	res.busyBefore = cpuBusy(ctx, time.Second)
 	res.loadBefore = loadAverage()
 	began := time.Now()
 	load, err := start("loadgen", exec.CommandContext(ctx, bin("loadgen"), "-server", "127.0.0.1:"+strconv.Itoa(port),

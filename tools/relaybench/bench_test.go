@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,7 +65,7 @@ func TestCompare(t *testing.T) {
 	run := func(mta string, round int, seconds float64, p50, p99 string, lost, dups int, load float64) result {
 		return result{mta: mta, round: round, messages: 1000, rcpts: 1, acknowledged: 1000, delivered: 1000 - lost,
 			duplicates: dups, elapsed: time.Duration(seconds * float64(time.Second)), dotP50: p50, dotP99: p99,
-			loadBefore: load, loadAfter: load + 1}
+			loadBefore: load, loadAfter: load + 1, busyBefore: load / 10}
 	}
 	lines := compare([]string{"postfix", "smxd"}, []result{
 		run("postfix", 1, 2.5, "20.0ms", "60.0ms", 0, 0, 1), // 400/s
@@ -78,7 +79,7 @@ func TestCompare(t *testing.T) {
 		"relaybench: mta=postfix rounds=3 relay_rate=400.0/s (250.0-500.0) dot_p50=25.0ms (20.0-30.0) dot_p99=70.0ms (60.0-90.0) lost=1 duplicates=0",
 		"relaybench: mta=smxd rounds=3 relay_rate=1250.0/s (1000.0-2000.0) dot_p50=5.0ms (4.0-6.0) dot_p99=15.0ms (12.0-19.0) lost=0 duplicates=1",
 		"relaybench: ratio smxd/postfix=3.12 (median rates; per round 2.50 2.50 8.00)",
-		"relaybench: load average 0.50-4.00",
+		"relaybench: load average 0.50-4.00, CPU busy before the runs 5%-30%",
 	}, lines)
 }
 
@@ -116,6 +117,19 @@ smx_events_appended_total{type="RcptDelivered"} 5
 	require.Equal(t, 1234.0, m["smx_cdb_syncs_total"])
 	require.Equal(t, 1.5, m["smx_eventlog_append_seconds_sum"])
 	require.Equal(t, 15.0, m["smx_events_appended_total"])
+}
+
+func TestCPUBusy(t *testing.T) {
+	busy := cpuBusy(context.Background(), 50*time.Millisecond)
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		require.Equal(t, -1.0, busy)
+		return
+	}
+	require.GreaterOrEqual(t, busy, 0.0)
+	require.LessOrEqual(t, busy, 1.0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Equal(t, -1.0, cpuBusy(ctx, time.Hour))
 }
 
 func TestProcessCPU(t *testing.T) {

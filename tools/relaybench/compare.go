@@ -25,6 +25,7 @@ func compare(mtas []string, results []result) []string {
 	}
 	medians := map[string]float64{}
 	loadMin, loadMax := -1.0, 0.0
+	busyMin, busyMax := -1.0, -1.0
 	for _, mta := range mtas {
 		var rates, p50s, p99s []float64
 		lost, dups := 0, 0
@@ -37,6 +38,12 @@ func compare(mtas []string, results []result) []string {
 			p99s = append(p99s, millis(r.dotP99))
 			lost += r.lost()
 			dups += r.duplicates
+			if r.busyBefore >= 0 {
+				if busyMin < 0 || r.busyBefore < busyMin {
+					busyMin = r.busyBefore
+				}
+				busyMax = max(busyMax, r.busyBefore)
+			}
 			for _, l := range []float64{r.loadBefore, r.loadAfter} {
 				if loadMin < 0 || l < loadMin {
 					loadMin = l
@@ -70,7 +77,11 @@ func compare(mtas []string, results []result) []string {
 			medians["smxd"]/medians["postfix"], strings.Join(per, " ")))
 	}
 	if loadMin >= 0 {
-		lines = append(lines, fmt.Sprintf("relaybench: load average %.2f-%.2f", loadMin, loadMax))
+		line := fmt.Sprintf("relaybench: load average %.2f-%.2f", loadMin, loadMax)
+		if busyMin >= 0 {
+			line += fmt.Sprintf(", CPU busy before the runs %.0f%%-%.0f%%", 100*busyMin, 100*busyMax)
+		}
+		lines = append(lines, line)
 	}
 	return lines
 }

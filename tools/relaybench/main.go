@@ -25,14 +25,15 @@
 // root and the Debian package postfix) and direct (no relay: loadgen
 // straight into the sink, the ceiling of any relay on the machine). With
 // several relays or -rounds, each round runs each relay once, the order
-// reversed every other round; each run prints a line with its round, relay
-// and the load average before and after it, and at the end a line per
+// reversed every other round; each run prints a line with its round, relay,
+// the load average before and after it and the share of the CPU time
+// others used in the second before its load (busy_before), and at the end a line per
 // relay with the median and range of its rates and latencies, the ratio of
 // smxd's median rate to Postfix's, and the load average's range:
 //
 //	relaybench: mta=smxd rounds=3 relay_rate=1500.0/s (1400.0-1600.0) dot_p50=9.0ms (8.0-10.0) dot_p99=19.0ms (15.0-25.0) lost=0 duplicates=0
 //	relaybench: ratio smxd/postfix=3.41 (median rates; per round 3.30 3.41 3.52)
-//	relaybench: load average 1.20-3.40
+//	relaybench: load average 1.20-3.40, CPU busy before the runs 12%-30%
 //
 // delivered, duplicates and lost count recipients (one per message unless
 // -rcpts says otherwise), whichever transactions the relay grouped them
