@@ -37,7 +37,16 @@ type config struct {
 	mtas    []string
 	rounds  int
 	postfix string // the postfix command
+	// postfixConf are main.cf settings added to relaybench's own, for
+	// runs that ask how a setting changes Postfix's figures.
+	postfixConf []string
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // mtaNames are the relays relaybench knows.
 var mtaNames = []string{"smxd", "postfix", "direct"}
@@ -60,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&mtas, "mta", "smxd", "the relays to measure, comma-separated: smxd, postfix (Postfix on loopback, needs root), direct (no relay: loadgen straight into the sink, the ceiling)")
 	fs.IntVar(&c.rounds, "rounds", 1, "measure each relay this many times, alternating (the order reverses every other round)")
 	fs.StringVar(&c.postfix, "postfix", "", "the postfix command (default: postfix on PATH or /usr/sbin/postfix)")
+	fs.Var((*stringList)(&c.postfixConf), "postfix-conf", "a main.cf line `NAME = VALUE` added to Postfix's configuration (repeatable), to see what a setting changes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -86,6 +96,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
 			return c, fmt.Errorf("-bin: %w (run make build)", err)
+		}
+	}
+	for _, l := range c.postfixConf {
+		if name, _, ok := strings.Cut(l, "="); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(l, "\n\r") {
+			return c, fmt.Errorf("-postfix-conf %q: expected NAME = VALUE", l)
 		}
 	}
 	if slices.Contains(c.mtas, "postfix") {
@@ -362,7 +377,7 @@ func bench(ctx context.Context, cfg config, mta string, round int, out io.Writer
 		}
 		rl = &smxdRelay{bin: bin("smxd"), cpuprofile: profile, messages: cfg.messages}
 	case "postfix":
-		rl = &postfixRelay{cmd: cfg.postfix}
+		rl = &postfixRelay{cmd: cfg.postfix, extra: cfg.postfixConf}
 	default:
 		rl = directRelay{}
 	}

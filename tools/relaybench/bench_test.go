@@ -50,6 +50,8 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"direct", "smxd"}, c.mtas)
 	require.Equal(t, 3, c.rounds)
+	_, err = parseFlags([]string{"-bin", dir, "-postfix-conf", "no_equals_sign"}, &errOut)
+	require.ErrorContains(t, err, "expected NAME = VALUE")
 	// Without smxd in the runs its binary is not needed.
 	require.NoError(t, os.Remove(filepath.Join(dir, "smxd")))
 	_, err = parseFlags([]string{"-bin", dir, "-mta", "direct"}, &errOut)

@@ -241,8 +241,9 @@ func findPostfix(cmd string) (string, error) {
 // with postfix -c and stopped with postfix -c ... stop. It leaves the
 // system's Postfix (and /etc/postfix) alone.
 type postfixRelay struct {
-	cmd     string // the postfix command
-	etc     string // its configuration directory
+	cmd     string   // the postfix command
+	extra   []string // main.cf lines added to postfixMainCF (-postfix-conf)
+	etc     string   // its configuration directory
 	maillog string
 	started bool
 }
@@ -335,7 +336,11 @@ func (p *postfixRelay) start(ctx context.Context, dir string, sinkPort int) (int
 	if err != nil {
 		return 0, err
 	}
-	if err := os.WriteFile(filepath.Join(p.etc, "main.cf"), fmt.Appendf(nil, postfixMainCF, dir, sinkPort), 0o644); err != nil {
+	mainCF := fmt.Appendf(nil, postfixMainCF, dir, sinkPort)
+	for _, l := range p.extra {
+		mainCF = append(mainCF, l+"\n"...)
+	}
+	if err := os.WriteFile(filepath.Join(p.etc, "main.cf"), mainCF, 0o644); err != nil {
 		return 0, err
 	}
 	if err := os.WriteFile(filepath.Join(p.etc, "master.cf"), fmt.Appendf(nil, postfixMasterCF, port), 0o644); err != nil {
