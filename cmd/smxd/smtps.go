@@ -68,6 +68,8 @@ func (s *smtps) Run() error {
 
 // Stop stops accepting and lets the sessions finish until ctx is done.
 func (s *smtps) Stop(ctx context.Context) error {
+	s.srv.StopAccepting()
+	s.d.debug.Info("stopped accepting", "component", smtpsModule(s.section.Name))
 	err := s.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: sessions still open at the end of the grace period were closed", smtpsModule(s.section.Name))

@@ -133,7 +133,7 @@ func isTemporaryAccept(err error) bool {
 // then closes what is left. Messages in the middle of their final dot are
 // completed: their commit does not depend on ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopListening()
+	s.StopAccepting()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -151,7 +151,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // progress is aborted and its client gets no 250). It waits for the
 // sessions to finish.
 func (s *Server) Close() error {
-	s.stopListening()
+	s.StopAccepting()
 	s.cancel()
 	s.mu.Lock()
 	for sess := range s.sessions {
@@ -162,7 +162,11 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) stopListening() {
+// StopAccepting closes the listeners Serve was given, so that no new
+// session starts, and leaves the open sessions alone. Shutdown and Close
+// call it first; a caller that wants to know when the listeners are closed
+// (to log it, say) calls it before them.
+func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing.Store(true)

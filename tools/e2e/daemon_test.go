@@ -252,7 +252,7 @@ func TestGracefulStop(t *testing.T) {
 
 	p.signal(t, syscall.SIGTERM)
 	p.waitLine(t, `msg=stopping`)
-	p.waitLine(t, `msg="component stopped" component=supervisor component=metrics`)
+	p.waitLine(t, `msg="stopped accepting" component="smtps MTA"`)
 	_, err = gosmtp.Dial(e.addr())
 	require.Error(t, err, "a stopping smxd accepts no new connection")
 
