@@ -128,11 +128,14 @@ func TestCompactionWhileReading(t *testing.T) {
 		require.NoError(t, err)
 		readers = append(readers, r)
 	}
-	// Hold a segment open the way a slow large-body reader does.
+	// Hold a segment open the way a slow large-body reader does: the
+	// first body's, which is sealed and compacted (a body of the last
+	// segment, still open for writing, stays where it is).
 	var ref string
-	for r := range kept {
-		ref = r
-		break
+	for r, seed := range kept {
+		if seed == 0 {
+			ref = r
+		}
 	}
 	loc, g := s.resolveLocked(refKey(t, ref))
 	s.mu.Lock()
