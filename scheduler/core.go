@@ -231,6 +231,12 @@ type core struct {
 	// worker reports before its events come back through the feed, and
 	// the next job must not hand out the same indexes again.
 	reserved map[string]int32
+	// operating holds the recipients (key{txn, log.NoRcpt}: the whole
+	// message) an operator's delete or redirect was granted for whose
+	// event has not come back through the feed: admit leaves them where
+	// they are, so that no resolution or delivery starts that the event
+	// would cut off (see grant).
+	operating map[key]int
 
 	destReason map[string]string // why a destination was marked down (see downReason)
 	// swept is when sweep last forgot the connection states and down
@@ -277,7 +283,7 @@ func newCore(opts *Options, q *projections.Queue, exec executor) (*core, error) 
 			fuzz: opts.RetryFuzz, rand: opts.Rand},
 		aq: map[key]*entry{}, groups: map[groupKey]*group{}, conns: map[string]*conn{},
 		runnable: map[*conn]bool{}, idle: map[string][]*idleSession{},
-		resolving: map[string]int{}, unresolved: map[string]int{}, reserved: map[string]int32{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
+		resolving: map[string]int{}, unresolved: map[string]int{}, reserved: map[string]int32{}, operating: map[key]int{}, resolveBlocked: map[string][]*resolveJob{}, destReason: map[string]string{},
 		dsnPending: map[string]time.Time{}, dsnInProgress: map[string]bool{},
 		releasing: map[string]bool{}, delayWarn: map[string]*delayWarning{},
 	}, nil
@@ -374,6 +380,7 @@ func (c *core) apply(ev log.Event) {
 		c.onTerminal(ev)
 	case *log.Delete, *log.Redirect:
 		c.leaveAll(ev.Txn, ev.Rcpt)
+		c.ungrant(ev.Txn, ev.Rcpt)
 	case *log.Hold:
 		c.untakeAll(ev.Txn, ev.Rcpt)
 	case *log.DSNQueued:
@@ -412,6 +419,22 @@ func (c *core) drop(k key, e *entry) {
 	if e.group != nil && e.phase == phaseReady {
 		c.removeFromGroup(e)
 	}
+	c.dirty = true
+}
+
+// await takes an AQ entry out of scheduling while an event the scheduler
+// appended for it (a deferral without an attempt) is on its way to the
+// log: the entry leaves AQ when the event comes back through the feed,
+// and until then an operator's delete or redirect is refused instead of
+// landing before the event (see grant).
+func (c *core) await(k key, e *entry) {
+	if e.phase == phaseResolving {
+		c.resolvedOne(k.txn)
+	}
+	if e.group != nil && e.phase == phaseReady {
+		c.removeFromGroup(e)
+	}
+	e.phase = phaseDelivering
 	c.dirty = true
 }
 
@@ -468,7 +491,7 @@ func (c *core) onResolved(k key, p *log.RcptResolved) {
 	}
 	e.rcpt.Destination = p.Destination
 	if until, down := c.q.HostDown(p.Destination, c.now); down {
-		c.drop(k, e)
+		c.await(k, e)
 		reason := "not tried: " + p.Destination + " is down until " + until.Format(time.RFC3339) + ": " + c.downReason(p.Destination)
 		c.exec.appendEvents([]log.Event{{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
 			NextTry: until, Reason: reason, Destination: p.Destination,
@@ -688,7 +711,7 @@ func (c *core) deferDestination(dest string, until time.Time, reason string) {
 	var events []log.Event
 	for _, e := range waiting {
 		k := key{e.rcpt.Txn, e.rcpt.Rcpt}
-		c.drop(k, e)
+		c.await(k, e)
 		why := "not tried: " + dest + " is down: " + reason
 		events = append(events, log.Event{Txn: k.txn, Rcpt: k.rcpt, Payload: &log.RcptDeferred{
 			NextTry: until, Reason: why, Destination: dest,
@@ -824,7 +847,7 @@ func (c *core) admit(taken []projections.Recipient, fromDeferred []bool) {
 	for i, r := range taken {
 		k := key{r.Txn, r.Rcpt}
 		m, ok := c.q.Message(r.Txn)
-		if !ok {
+		if !ok || c.operating[k] > 0 || c.operating[key{r.Txn, log.NoRcpt}] > 0 {
 			c.q.Untake(r.Txn, r.Rcpt)
 			if fromDeferred[i] {
 				c.deferredInAQ--

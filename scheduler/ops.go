@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/smx-mta/smx/log"
 	"github.com/smx-mta/smx/projections"
@@ -19,22 +21,99 @@ import (
 var ErrUnknownMessage = errors.New("scheduler: no such message in the queue")
 
 func (s *Scheduler) operator(ctx context.Context, txn string, rcpt int32, p log.Payload) error {
-	var known bool
-	if err := s.call(ctx, func(c *core) {
-		_, known = c.q.Message(txn)
-		if known && rcpt != log.NoRcpt {
-			_, known = c.q.Recipient(txn, rcpt)
-		}
-	}); err != nil {
+	var ev log.Event
+	var refused error
+	if err := s.call(ctx, func(c *core) { ev, refused = c.operatorEvent(txn, rcpt, p) }); err != nil {
 		return err
 	}
-	if !known {
-		return fmt.Errorf("%w: %s:%d", ErrUnknownMessage, txn, rcpt)
+	if refused != nil {
+		return refused
 	}
-	if _, err := s.opts.Log.Append(ctx, log.Event{Txn: txn, Rcpt: rcpt, Payload: p}); err != nil {
-		return fmt.Errorf("scheduler: %s %s: %w", p.EventType(), txn, err)
+	if _, err := s.opts.Log.Append(ctx, ev); err != nil {
+		if _, deleting := p.(*log.Delete); deleting {
+			s.ungrant(txn, rcpt)
+		}
+		return fmt.Errorf("scheduler: %s %s: %w", p.EventType(), target(txn, rcpt), err)
 	}
 	return nil
+}
+
+// operatorEvent returns the event of an operator's action p on recipient
+// rcpt of txn (log.NoRcpt: the whole message), or why it is refused: the
+// message or recipient is not in the queue, or, for a delete, an attempt
+// is in progress (see grant).
+func (c *core) operatorEvent(txn string, rcpt int32, p log.Payload) (log.Event, error) {
+	m, known := c.q.Message(txn)
+	// Something to delete: a recipient still queued, or a DSN still owed
+	// (a delete cancels it).
+	pending := m.Live > 0 || m.DSNOwed > 0
+	if known && rcpt != log.NoRcpt {
+		var r projections.Recipient
+		r, known = c.q.Recipient(txn, rcpt)
+		pending = r.State.Live() || r.DSNOwed
+	}
+	if !known {
+		return log.Event{}, fmt.Errorf("%w: %s", ErrUnknownMessage, target(txn, rcpt))
+	}
+	if _, deleting := p.(*log.Delete); deleting {
+		if !pending {
+			return log.Event{}, fmt.Errorf("%w to delete: %s", ErrNotLive, target(txn, rcpt))
+		}
+		if err := c.grant(txn, rcpt); err != nil {
+			return log.Event{}, err
+		}
+	}
+	return log.Event{Txn: txn, Rcpt: rcpt, Payload: p}, nil
+}
+
+// ErrInFlight is returned for a delete or redirect of a recipient SMAR is
+// resolving or a delivery agent is delivering to: the outcome of that
+// work is still to be logged, and a delete or redirect before it would
+// make the recipient's history contradict itself. Hold the message (no
+// new attempt starts for it) and try again when the attempt has ended.
+var ErrInFlight = errors.New("scheduler: a resolution or delivery attempt is in progress for")
+
+// grant clears the way for an operator's delete or redirect of recipient
+// rcpt of txn (log.NoRcpt: every recipient of the message). It refuses
+// with ErrInFlight when one of them is being resolved or delivered (or
+// an event the scheduler appended for it is on its way to the log);
+// otherwise it puts back those waiting in AQ and keeps them out of AQ
+// until the operator's event comes back through the feed, or until
+// ungrant when the event could not be appended.
+func (c *core) grant(txn string, rcpt int32) error {
+	var busy []string
+	for k, e := range c.aq {
+		if k.txn == txn && (rcpt == log.NoRcpt || k.rcpt == rcpt) && e.phase != phaseReady {
+			busy = append(busy, target(k.txn, k.rcpt))
+		}
+	}
+	if len(busy) > 0 {
+		slices.Sort(busy)
+		return fmt.Errorf("%w %s", ErrInFlight, strings.Join(busy, ", "))
+	}
+	c.untakeAll(txn, rcpt)
+	c.operating[key{txn, rcpt}]++
+	return nil
+}
+
+// ungrant ends what grant began, when the operator's event is applied or
+// could not be appended.
+func (c *core) ungrant(txn string, rcpt int32) {
+	k := key{txn, rcpt}
+	if c.operating[k] <= 1 {
+		delete(c.operating, k)
+		return
+	}
+	c.operating[k]--
+}
+
+// ungrant asks the loop to end a grant whose event was not appended.
+func (s *Scheduler) ungrant(txn string, rcpt int32) {
+	// The loop drains calls until it ends; a context of its own keeps a
+	// cancelled request from leaving the recipients out of AQ.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.call(ctx, func(c *core) { c.ungrant(txn, rcpt) })
 }
 
 // Hold stops the delivery of a message or recipient until Release.
@@ -74,6 +153,7 @@ func (s *Scheduler) Redirect(ctx context.Context, txn string, rcpt int32, newAdd
 		return refused
 	}
 	if _, err := s.opts.Log.Append(ctx, ev); err != nil {
+		s.ungrant(txn, rcpt)
 		return fmt.Errorf("scheduler: redirect %s: %w", target(txn, rcpt), err)
 	}
 	return nil
@@ -101,16 +181,20 @@ func (c *core) redirect(txn string, rcpt int32, newAddr string, who log.Operator
 	case !known:
 		return log.Event{}, fmt.Errorf("%w: %s", ErrUnknownMessage, target(txn, rcpt))
 	case !live:
-		return log.Event{}, fmt.Errorf("%w: %s", ErrNotLive, target(txn, rcpt))
+		return log.Event{}, fmt.Errorf("%w to redirect: %s", ErrNotLive, target(txn, rcpt))
+	}
+	if err := c.grant(txn, rcpt); err != nil {
+		return log.Event{}, err
 	}
 	next := c.nextIndex(txn)
 	c.reserve(txn, next+1)
 	return log.Event{Txn: txn, Rcpt: rcpt, Payload: &log.Redirect{Operator: who, NewAddr: newAddr, NewRcpt: next}}, nil
 }
 
-// ErrNotLive is returned for a redirect of a recipient that is finished
-// already, or of a message none of whose recipients is still queued.
-var ErrNotLive = errors.New("scheduler: nothing queued to redirect")
+// ErrNotLive is returned for a redirect or delete of a recipient that is
+// finished already (for a delete: and owes no DSN), or of a message none
+// of whose recipients is still queued.
+var ErrNotLive = errors.New("scheduler: nothing queued")
 
 // target names a message (ss_ta) or one of its recipients (ss_ta:index)
 // as smxctl takes them.

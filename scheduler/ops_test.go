@@ -163,3 +163,49 @@ func TestLogFeed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(4), evs[0].Seq)
 }
+
+// TestOperatorDeleteInFlight: a delete or redirect of a recipient whose
+// delivery is in progress is refused with ErrInFlight and appends
+// nothing; the delivery ends as it would have, and the log folds without
+// an outcome after a delete.
+func TestOperatorDeleteInFlight(t *testing.T) {
+	g := &gateSink{gate: make(chan struct{}), inData: make(chan struct{})}
+	port := startSink(t, g)
+	sched, ml, content, _, _ := runScheduler(t, Options{
+		Resolver: loopbackResolver{port: port},
+		Client:   client.New(client.Options{HeloName: "mx.smx.test", IOTimeout: 10 * time.Second}),
+	})
+	ctx := context.Background()
+	who := log.Operator{User: "root", Reason: "test"}
+	receive(t, ml, content, "T1", "u@b.test")
+	select {
+	case <-g.inData:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the delivery did not reach the sink")
+	}
+
+	err := sched.Delete(ctx, "T1", 0, who)
+	require.ErrorIs(t, err, ErrInFlight)
+	require.ErrorContains(t, err, "T1:0")
+	require.ErrorIs(t, sched.Delete(ctx, "T1", log.NoRcpt, who), ErrInFlight)
+	require.ErrorIs(t, sched.Redirect(ctx, "T1", 0, "v@b.test", who), ErrInFlight)
+	require.ErrorIs(t, sched.Redirect(ctx, "T1", log.NoRcpt, "v@b.test", who), ErrInFlight)
+	// Hold is no terminal action: it is taken, and no new attempt starts.
+	require.NoError(t, sched.Hold(ctx, "T1", log.NoRcpt, who))
+
+	close(g.gate)
+	waitFor(t, ml, "the delivery", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == 1 })
+	waitApplied(t, sched, ml)
+	err = sched.Delete(ctx, "T1", 0, who)
+	require.True(t, errors.Is(err, ErrNotLive) || errors.Is(err, ErrUnknownMessage), "delivered (and maybe released): %v", err)
+
+	ml.mu.Lock()
+	evs := append([]log.Event(nil), ml.events...)
+	ml.mu.Unlock()
+	require.Zero(t, count(evs, log.TypeDelete))
+	require.Zero(t, count(evs, log.TypeRedirect))
+	q := projections.New()
+	for _, ev := range evs {
+		require.NoError(t, q.Apply(ev), "the log folds without anomalies")
+	}
+}
