@@ -185,7 +185,7 @@ func (l *Log) fail(err error) error {
 	l.commitMu.Lock()
 	defer l.commitMu.Unlock()
 	if l.failed == nil {
-		l.failed = err
+		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
 		l.opts.Logger.Error("event log failed; appends refused until it is reopened", "err", err)
 	}
 	return l.failed

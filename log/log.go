@@ -23,6 +23,13 @@ var (
 	ErrReadOnly = errors.New("log: read-only")
 	// ErrNotFound is returned by Get for a sequence number beyond LastSeq.
 	ErrNotFound = errors.New("log: no such event")
+	// ErrFailed is in the error of every Append after a write or sync of
+	// the disk failed: whether the events of the append that failed are
+	// durable cannot be known (a record written before a failed sync may
+	// reach the disk all the same), and the Log refuses further appends
+	// until it is reopened. A caller must not undo what it did for the
+	// events (release a body they reference, say) on such an error.
+	ErrFailed = errors.New("log: disk write or sync failed, appends refused until reopened")
 )
 
 // Log is the event log: an append-only sequence of events in a Pebble store,

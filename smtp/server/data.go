@@ -286,9 +286,17 @@ func (s *session) finish(longLine bool) error {
 	ev := log.Event{Time: now, Txn: t.id, Rcpt: log.NoRcpt, Payload: env}
 	if _, err := o.Log.Append(commitCtx, ev); err != nil {
 		o.Debug.Error("smtp server: event log", "ss_ta", t.id, "err", err)
-		// Nothing references the body: give it back.
-		if rerr := o.Content.Release(ref); rerr != nil {
-			o.Debug.Error("smtp server: release body", "ss_ta", t.id, "ref", ref, "err", rerr)
+		// Unless the disk failed, the event is not in the log and nothing
+		// references the body: it is given back. After a failed write or
+		// sync the event may be durable all the same, and recovery would
+		// find it without its body: the body stays, and the content
+		// store's release of orphans at the next start
+		// (content.Store.ReleaseOrphans) gives it back if no event
+		// references it.
+		if !errors.Is(err, log.ErrFailed) {
+			if rerr := o.Content.Release(ref); rerr != nil {
+				o.Debug.Error("smtp server: release body", "ss_ta", t.id, "ref", ref, "err", rerr)
+			}
 		}
 		s.write(smtp.NewReply(451, smtp.E(4, 3, 0), "Error queueing message, try again later"))
 		s.failTxn(451, "event log: "+err.Error())

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -49,10 +50,18 @@ func (w *failingWriter) Commit(ctx context.Context) (string, error) {
 	return ref, err
 }
 
-type failingLog struct{ EventLog }
+// failingLog fails every append: with err, or with an error that says
+// the events were not written.
+type failingLog struct {
+	EventLog
+	err error
+}
 
-func (failingLog) Append(context.Context, ...log.Event) (uint64, error) {
-	return 0, errors.New("log device gone")
+func (f failingLog) Append(context.Context, ...log.Event) (uint64, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	return 0, errors.New("log: closed")
 }
 
 // countBodies returns the bodies in the CDB that are not released.
@@ -121,6 +130,23 @@ func TestFinalDotFailures(t *testing.T) {
 		}
 		if !strings.Contains(ts.log.all(), "stat=451") {
 			t.Error("failure not in the mail log")
+		}
+	})
+	t.Run("event log sync", func(t *testing.T) {
+		// The disk failed under the event log: the event may be durable
+		// all the same, so its body stays for recovery to find (and for
+		// ReleaseOrphans to give back at the next start if it is not).
+		st := openStores(t, t.TempDir())
+		fc := &failingContent{ContentStore: NewContentStore(st.cdb)}
+		failed := fmt.Errorf("%w: log: sync events 7-7: input/output error", log.ErrFailed)
+		ts := startServerOn(t, st, func(o *Options) { o.Content = fc; o.Log = failingLog{err: failed} })
+		r := ts.hello()
+		sendOne(r, "451 4.3.0")
+		if len(fc.refs) != 1 {
+			t.Fatalf("committed %v", fc.refs)
+		}
+		if !st.cdb.Exists(fc.refs[0]) {
+			t.Error("the body of an event whose sync failed was released")
 		}
 	})
 	t.Run("disk space", func(t *testing.T) {
