@@ -135,6 +135,25 @@ func waitApplied(t *testing.T, sched *Scheduler, ml *memLog) {
 	}
 }
 
+// waitReported waits, bounded, until every delivery agent has reported
+// to the scheduler: an agent appends its outcome before it reports, and
+// the connection states change with the report.
+func waitReported(t *testing.T, sched *Scheduler) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var delivering int
+		require.NoError(t, sched.call(context.Background(), func(c *core) { delivering = c.delivering }))
+		if delivering == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d delivery agents have not reported", delivering)
+		}
+		runtime.Gosched()
+	}
+}
+
 // TestLogFeed feeds the scheduler from a real event log.
 func TestLogFeed(t *testing.T) {
 	l, err := log.Open(t.TempDir(), log.Options{})

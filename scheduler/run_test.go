@@ -431,6 +431,7 @@ func TestRunCountsReachedIP(t *testing.T) {
 		require.NoError(t, err)
 	}
 	waitFor(t, ml, "deliveries", func(evs []log.Event) bool { return count(evs, log.TypeRcptDelivered) == n })
+	waitReported(t, sched)
 	states, err := sched.ConnStates(ctx)
 	require.NoError(t, err)
 	byKey := map[string]ConnState{}
