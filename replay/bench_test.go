@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"runtime"
 	"testing"
@@ -79,13 +80,19 @@ func flush(tb testing.TB, ctx context.Context, l *log.Log, b *replaytest.Builder
 	b.Now = now
 }
 
+// replayEvents is the size of the log BenchmarkReplayLog replays. make
+// bench replays one million events per iteration, which takes seconds to
+// write; the design's figure is ten million:
+//
+//	go test -run '^$' -bench ReplayLog -benchtime 1x ./replay -replay.events 10000000
+var replayEvents = flag.Int("replay.events", 1_000_000, "events in the log BenchmarkReplayLog replays")
+
 // BenchmarkReplayLog measures replay from a real log: read, decode and fold
-// every event from the first, as smxd does without a snapshot. The issue's
-// figure is ten million events; this replays one million per iteration and
-// reports the rate (events/s), which is what scales. The decode-only
-// variant shows how the time divides between the log and the fold.
+// every event from the first, as smxd does without a snapshot, and reports
+// the rate (events/s). The read-only variant shows how the time divides
+// between the log and the fold.
 func BenchmarkReplayLog(b *testing.B) {
-	const events = 1_000_000
+	events := *replayEvents
 	l := writeBenchLog(b, b.TempDir(), events, benchMessage)
 	defer l.Close()
 	src := FromLog(l)
