@@ -846,10 +846,7 @@ func TestStories(t *testing.T) {
 				// redirect TXN[:RCPT] to=ADDR: the operator's redirect of a
 				// recipient or of the whole message, as the control socket
 				// asks the scheduler for it.
-				txn, rcpt := d.CmdArgs[0].Key, log.NoRcpt
-				if msg, idx, ok := strings.Cut(txn, ":"); ok {
-					txn, rcpt = msg, int32(atoi(idx))
-				}
+				txn, rcpt := parseTarget(d.CmdArgs[0].Key)
 				var to string
 				d.ScanArgs(t, "to", &to)
 				h.core.now = h.clk.Now()
@@ -864,10 +861,7 @@ func TestStories(t *testing.T) {
 				// delete|hold TXN[:RCPT]: the operator's action on a
 				// recipient or the whole message, as the control socket
 				// asks the scheduler for it.
-				txn, rcpt := d.CmdArgs[0].Key, log.NoRcpt
-				if msg, idx, ok := strings.Cut(txn, ":"); ok {
-					txn, rcpt = msg, int32(atoi(idx))
-				}
+				txn, rcpt := parseTarget(d.CmdArgs[0].Key)
 				who := log.Operator{User: "postmaster"}
 				var p log.Payload = &log.Delete{Operator: who}
 				if d.Cmd == "hold" {
@@ -1058,3 +1052,12 @@ func (a anomalyFails) Handle(_ context.Context, r slog.Record) error {
 
 func (a anomalyFails) WithAttrs([]slog.Attr) slog.Handler { return a }
 func (a anomalyFails) WithGroup(string) slog.Handler      { return a }
+
+// parseTarget splits a story's TXN[:RCPT] as smxctl takes it; without
+// :RCPT it names the whole message (log.NoRcpt).
+func parseTarget(s string) (string, int32) {
+	if txn, idx, ok := strings.Cut(s, ":"); ok {
+		return txn, int32(atoi(idx))
+	}
+	return s, log.NoRcpt
+}

@@ -121,18 +121,12 @@ func waitApplied(t *testing.T, sched *Scheduler, ml *memLog) {
 	ml.mu.Lock()
 	target := uint64(len(ml.events))
 	ml.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var seq uint64
-		require.NoError(t, sched.call(context.Background(), func(c *core) { seq = c.q.Seq() }))
-		if seq >= target {
-			return
+	waitCore(t, sched, func(c *core) string {
+		if seq := c.q.Seq(); seq < target {
+			return fmt.Sprintf("scheduler applied %d of %d events", seq, target)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scheduler applied %d of %d events", seq, target)
-		}
-		runtime.Gosched()
-	}
+		return ""
+	})
 }
 
 // waitReported waits, bounded, until every delivery agent has reported
@@ -140,15 +134,27 @@ func waitApplied(t *testing.T, sched *Scheduler, ml *memLog) {
 // the connection states change with the report.
 func waitReported(t *testing.T, sched *Scheduler) {
 	t.Helper()
+	waitCore(t, sched, func(c *core) string {
+		if c.delivering > 0 {
+			return fmt.Sprintf("%d delivery agents have not reported", c.delivering)
+		}
+		return ""
+	})
+}
+
+// waitCore asks the scheduler's loop, bounded, until pending returns ""
+// (what is still awaited otherwise, for the failure).
+func waitCore(t *testing.T, sched *Scheduler, pending func(c *core) string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var delivering int
-		require.NoError(t, sched.call(context.Background(), func(c *core) { delivering = c.delivering }))
-		if delivering == 0 {
+		var waiting string
+		require.NoError(t, sched.call(context.Background(), func(c *core) { waiting = pending(c) }))
+		if waiting == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d delivery agents have not reported", delivering)
+			t.Fatal(waiting)
 		}
 		runtime.Gosched()
 	}
